@@ -1,0 +1,1 @@
+"""KFP pipelines built from `components/` (the training pipeline arrives with its issue)."""

@@ -1,0 +1,253 @@
+"""`predmaint …`: the command line, the front door to every step."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from predmaint import __version__
+from predmaint.scenarios import DESCRIPTIONS, Scenario
+
+app = typer.Typer(
+    name="predmaint",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False)
+
+
+class CliError(Exception):
+    """A failure to report as one line with a non-zero exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        """Keep the message and exit code."""
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _progress(total: int, description: str, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not enabled or not err.is_terminal,
+        transient=True,
+    )
+
+
+def _settings() -> Any:
+    from predmaint.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+
+
+SCENARIO_HELP = "Drift scenario applied from --onset on. " + "; ".join(
+    f"{scenario.value}: {text}" for scenario, text in DESCRIPTIONS.items() if scenario != Scenario.none
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"predmaint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    """Predictive maintenance MLOps loop: simulate, ingest, version, train, serve, watch for drift."""
+
+
+@app.command()
+def simulate(
+    machines: Annotated[
+        int | None,
+        typer.Option("--machines", "-m", min=1, help="Machines in the fleet. [params: simulator.machines]"),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", "-s", min=1, help="Process steps per machine. [params: simulator.steps]"),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, help="Random seed; same seed, same bytes. [params: simulator.seed]"),
+    ] = None,
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output file: .jsonl or .parquet; '-' writes JSONL to stdout.")
+    ] = "-",
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval", help="Seconds between readings of a machine. [params: simulator.interval_seconds]"
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="UTC time of step 0, ISO-8601. [params: simulator.start]")
+    ] = None,
+    scenario: Annotated[Scenario, typer.Option("--scenario", help=SCENARIO_HELP)] = Scenario.none,
+    onset: Annotated[int, typer.Option("--onset", min=0, help="Step from which the scenario applies.")] = 0,
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", help="Pace output at this many readings per second (live use)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")] = False,
+) -> None:
+    """Simulate a fleet of machines following the AI4I 2020 process, one reading per machine per step."""
+    from predmaint.datasets import STDOUT, DataError, ReadingsWriter, file_format
+    from predmaint.simulator import SimulationSpec, paced
+    from predmaint.simulator import simulate as run_simulation
+    from predmaint.stats import Tally
+
+    if rate is not None and not (0 < rate < float("inf")):
+        raise CliError(f"--rate must be a positive number of readings per second, got {rate}", 2)
+    try:
+        file_format(out, writing=True)
+    except DataError as exc:
+        raise CliError(f"--out: {exc}", 2) from None
+    if as_json and out == STDOUT:
+        raise CliError("--json prints to stdout, which --out - already uses; write to a file instead", 2)
+    defaults = _settings().simulator
+    try:
+        spec = SimulationSpec(
+            machines=machines if machines is not None else defaults.machines,
+            steps=steps if steps is not None else defaults.steps,
+            seed=seed if seed is not None else defaults.seed,
+            interval_seconds=interval if interval is not None else defaults.interval_seconds,
+            start=_parse_start(start) if start is not None else defaults.start,
+            scenario=Scenario(scenario),
+            onset=onset,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+
+    chunks = run_simulation(spec)
+    if rate is not None:
+        chunks = paced(chunks, rate)
+    tally = Tally()
+    with ReadingsWriter(out, live=rate is not None) as writer:
+        with _progress(spec.readings, "simulating", not quiet and out != STDOUT) as bar:
+            task = bar.add_task("simulating", total=spec.readings)
+            for chunk in chunks:
+                writer.write(chunk)
+                tally.add(chunk)
+                bar.advance(task, len(chunk))
+    summary = {"out": out, "seed": spec.seed, "scenario": spec.scenario.value, "onset": spec.onset}
+    summary |= tally.as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    elif not quiet:
+        err.print(
+            f"wrote {summary['readings']:,} readings of {summary['machines']} machines to "
+            f"{out if out != STDOUT else 'stdout'} "
+            f"({summary['failures']:,} failures, {summary['failure_rate']:.2%})"
+        )
+
+
+def _parse_start(value: str) -> datetime:
+    from predmaint.schema import ReadingError, parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except ReadingError as exc:
+        raise CliError(f"--start: {str(exc).removeprefix('timestamp: ')}", exit_code=2) from None
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Where the demo writes [default: <state_dir>/demo].")
+    ] = None,
+) -> None:
+    """Run the main job on the embedded default: simulate a fleet and compare it with the real AI4I file."""
+    from predmaint.datasets import load_ai4i, read_readings, write_readings
+    from predmaint.simulator import SimulationSpec
+    from predmaint.simulator import simulate as run_simulation
+    from predmaint.stats import describe
+
+    settings = _settings()
+    target = (out_dir or settings.state_dir / "demo") / "readings.parquet"
+    spec = SimulationSpec(
+        machines=settings.simulator.machines,
+        steps=settings.simulator.steps,
+        seed=settings.simulator.seed,
+        interval_seconds=settings.simulator.interval_seconds,
+        start=settings.simulator.start,
+    )
+    err.print(
+        f"[bold]Simulating[/] {spec.machines} machines × {spec.steps} steps (seed {spec.seed}) → {target}"
+    )
+    count = write_readings(run_simulation(spec), target)
+    simulated = describe(read_readings(target))
+    real = describe(load_ai4i())
+    table = Table(title=f"Simulated fleet ({count:,} readings) vs the AI4I 2020 file (10,000 readings)")
+    table.add_column("statistic")
+    table.add_column("simulated", justify="right")
+    table.add_column("AI4I 2020", justify="right")
+    for key, value in simulated.items():
+        if key == "readings":
+            continue
+        fmt = ".2%" if key.startswith(("rate_", "share_")) else ".3f"
+        table.add_row(key, format(value, fmt), format(real[key], fmt))
+    Console().print(table)
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective settings (params.yaml + PREDMAINT_* environment) as JSON."""
+    typer.echo(_settings().model_dump_json(indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every expected failure is one line on stderr and a non-zero exit code."""
+    from predmaint.config import ConfigError
+    from predmaint.datasets import DataError
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        result = app(args=args or ["--help"], prog_name="predmaint", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: bad option values, unknown options, …
+        err.print(f"predmaint: error: {exc.format_message()}", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Abort:
+        err.print("predmaint: aborted", markup=False)
+        return 130
+    except CliError as exc:
+        err.print(f"predmaint: error: {exc}", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except (DataError, ConfigError) as exc:
+        err.print(f"predmaint: error: {exc}", markup=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err.print("predmaint: interrupted", markup=False)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): stop quietly, as Unix tools do.
+        sys.stderr.close()
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+def entry_point() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""One typed settings object, read from `params.yaml` and `PREDMAINT_*` environment variables.
+
+Precedence, highest first: keyword arguments, environment (`PREDMAINT_SIMULATOR__SEED=7`;
+nested keys joined by `__`), `params.yaml`, the defaults below. The parameters file is
+`params.yaml` in the working directory unless `PREDMAINT_PARAMS` names another. Loading has no
+side effects: nothing is created until a command needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PARAMS_ENV = "PREDMAINT_PARAMS"
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimulatorSettings(_Section):
+    """Defaults of the fleet simulator (each is also a `predmaint simulate` option)."""
+
+    machines: int = Field(10, ge=1, description="Machines in the fleet.")
+    steps: int = Field(1000, ge=1, description="Process steps per machine.")
+    seed: int = Field(0, ge=0, description="Random seed; the same seed gives the same bytes.")
+    interval_seconds: float = Field(60.0, gt=0, description="Time between two readings of a machine.")
+    start: datetime = Field(
+        datetime(2026, 1, 1, tzinfo=UTC), description="UTC timestamp of step 0 (ISO-8601)."
+    )
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("start must carry a UTC offset, e.g. 2026-01-01T00:00:00Z")
+        return value.astimezone(UTC)
+
+
+class Settings(BaseSettings):
+    """All settings of predmaint."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PREDMAINT_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    state_dir: Path = Field(Path(".predmaint"), description="Local state (stores, MLflow, DVC remote).")
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then environment, then `params.yaml`."""
+        return (init_settings, env_settings, _ParamsFileSource(settings_cls))
+
+
+class _ParamsFileSource(PydanticBaseSettingsSource):
+    """Reads the parameters file named by `PREDMAINT_PARAMS` (default `./params.yaml`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_params_file(params_path())
+
+
+def params_path() -> Path:
+    """Path of the parameters file in use."""
+    return Path(os.environ.get(PARAMS_ENV, DEFAULT_PARAMS_FILE))
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """Parse a parameters file; a missing default file means no overrides."""
+    if not path.exists():
+        if PARAMS_ENV in os.environ:
+            raise ConfigError(f"{PARAMS_ENV}={path} does not exist; point it at a params.yaml")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings; errors name the offending key and value in one line.
+
+    Raises:
+        ConfigError: when a file, environment variable or override is invalid.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({params_path()} / PREDMAINT_* env): {problems}") from None
