@@ -29,6 +29,16 @@ def _best_of(func, repeats: int = REPEATS) -> float:
     return min(times)
 
 
+def peak_rss_mib(cmd: list[str]) -> float:
+    """Peak resident memory of a command, measured from a fresh parent process."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
 def run() -> tuple[str, list[str]]:
     """Measure and return (section title, markdown lines)."""
     predmaint = str(Path(sys.executable).parent / "predmaint")
@@ -58,6 +68,20 @@ def run() -> tuple[str, list[str]]:
                 floor = _best_of(lambda frames=frames, out=out: write_readings(frames, out))
                 del frames
                 rows.append((machines, steps, suffix, cli, generate, floor))
+        memory = []
+        for steps in (10_000, 100_000, 1_000_000):
+            cmd = [
+                predmaint,
+                "simulate",
+                "-m",
+                "10",
+                "-s",
+                str(steps),
+                "-o",
+                str(Path(tmp) / "m.parquet"),
+                "-q",
+            ]
+            memory.append((10 * steps, peak_rss_mib(cmd)))
     lines = [
         f"`predmaint simulate` of {READINGS:,} readings (best of {REPEATS}, wall clock, including process "
         "start-up). *Generate only*: the simulator's chunks in memory. *Write floor*: the same readings, "
@@ -71,4 +95,13 @@ def run() -> tuple[str, list[str]]:
             f"| {machines:,} machines × {steps:,} steps | {suffix[1:]} | {cli:.2f} s | {READINGS / cli:,.0f} "
             f"| {generate:.2f} s | {floor:.2f} s | {cli / floor:.2f} |"
         )
+    lines += [
+        "",
+        "Memory stays flat as the run grows (peak resident memory of `predmaint simulate -m 10 -s N "
+        "-o m.parquet`, one run each):",
+        "",
+        "| readings | peak RSS |",
+        "|---:|---:|",
+        *(f"| {readings:,} | {mib:.0f} MiB |" for readings, mib in memory),
+    ]
     return "Fleet simulator", lines

@@ -250,3 +250,10 @@ def test_paced_releases_readings_at_the_requested_rate(simulate_frame):
 def test_paced_rejects_bad_rates(rate):
     with pytest.raises(ValueError, match="--rate"):
         list(paced(iter([]), rate))
+
+
+def test_streams_in_bounded_chunks_for_any_length():
+    spec = SimulationSpec(machines=3, steps=10**12, seed=0)  # never materialised
+    chunks = simulate(spec, chunk_readings=999)
+    sizes = [len(next(chunks)) for _ in range(3)]
+    assert sizes == [999, 999, 999]
