@@ -76,60 +76,55 @@ def _root(
     """Predictive maintenance MLOps loop: simulate, ingest, version, train, serve, watch for drift."""
 
 
-@app.command()
-def simulate(
-    machines: Annotated[
-        int | None,
-        typer.Option("--machines", "-m", min=1, help="Machines in the fleet. [params: simulator.machines]"),
-    ] = None,
-    steps: Annotated[
-        int | None,
-        typer.Option("--steps", "-s", min=1, help="Process steps per machine. [params: simulator.steps]"),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option("--seed", min=0, help="Random seed; same seed, same bytes. [params: simulator.seed]"),
-    ] = None,
-    out: Annotated[
-        str, typer.Option("--out", "-o", help="Output file: .jsonl or .parquet; '-' writes JSONL to stdout.")
-    ] = "-",
-    interval: Annotated[
-        float | None,
-        typer.Option(
-            "--interval", help="Seconds between readings of a machine. [params: simulator.interval_seconds]"
-        ),
-    ] = None,
-    start: Annotated[
-        str | None, typer.Option("--start", help="UTC time of step 0, ISO-8601. [params: simulator.start]")
-    ] = None,
-    scenario: Annotated[Scenario, typer.Option("--scenario", help=SCENARIO_HELP)] = Scenario.none,
-    onset: Annotated[int, typer.Option("--onset", min=0, help="Step from which the scenario applies.")] = 0,
-    rate: Annotated[
-        float | None,
-        typer.Option("--rate", help="Pace output at this many readings per second (live use)."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary line.")] = False,
-) -> None:
-    """Simulate a fleet of machines following the AI4I 2020 process, one reading per machine per step."""
-    from predmaint.datasets import STDOUT, DataError, ReadingsWriter, file_format
-    from predmaint.simulator import SimulationSpec, paced
-    from predmaint.simulator import simulate as run_simulation
-    from predmaint.stats import Tally
+# Simulator options, shared by `simulate` and `ingest --source simulator`.
+MachinesOpt = Annotated[
+    int | None,
+    typer.Option("--machines", "-m", min=1, help="Machines in the fleet. [params: simulator.machines]"),
+]
+StepsOpt = Annotated[
+    int | None,
+    typer.Option("--steps", "-s", min=1, help="Process steps per machine. [params: simulator.steps]"),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", min=0, help="Random seed; same seed, same bytes. [params: simulator.seed]"),
+]
+IntervalOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--interval", help="Seconds between readings of a machine. [params: simulator.interval_seconds]"
+    ),
+]
+StartOpt = Annotated[
+    str | None, typer.Option("--start", help="UTC time of step 0, ISO-8601. [params: simulator.start]")
+]
+ScenarioOpt = Annotated[Scenario, typer.Option("--scenario", help=SCENARIO_HELP)]
+OnsetOpt = Annotated[int, typer.Option("--onset", min=0, help="Step from which the scenario applies.")]
+RateOpt = Annotated[
+    float | None,
+    typer.Option("--rate", help="Pace the simulator at this many readings per second (live use)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or summary line.")]
+
+
+def _simulation_spec(
+    machines: int | None,
+    steps: int | None,
+    seed: int | None,
+    interval: float | None,
+    start: str | None,
+    scenario: Scenario,
+    onset: int,
+    rate: float | None,
+) -> Any:
+    from predmaint.simulator import SimulationSpec
 
     if rate is not None and not (0 < rate < float("inf")):
         raise CliError(f"--rate must be a positive number of readings per second, got {rate}", 2)
-    try:
-        file_format(out, writing=True)
-    except DataError as exc:
-        raise CliError(f"--out: {exc}", 2) from None
-    if as_json and out == STDOUT:
-        raise CliError("--json prints to stdout, which --out - already uses; write to a file instead", 2)
     defaults = _settings().simulator
     try:
-        spec = SimulationSpec(
+        return SimulationSpec(
             machines=machines if machines is not None else defaults.machines,
             steps=steps if steps is not None else defaults.steps,
             seed=seed if seed is not None else defaults.seed,
@@ -140,6 +135,37 @@ def simulate(
         )
     except ValueError as exc:
         raise CliError(str(exc), exit_code=2) from None
+
+
+@app.command()
+def simulate(
+    machines: MachinesOpt = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output file: .jsonl or .parquet; '-' writes JSONL to stdout.")
+    ] = "-",
+    interval: IntervalOpt = None,
+    start: StartOpt = None,
+    scenario: ScenarioOpt = Scenario.none,
+    onset: OnsetOpt = 0,
+    rate: RateOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Simulate a fleet of machines following the AI4I 2020 process, one reading per machine per step."""
+    from predmaint.datasets import STDOUT, DataError, ReadingsWriter, file_format
+    from predmaint.simulator import paced
+    from predmaint.simulator import simulate as run_simulation
+    from predmaint.stats import Tally
+
+    try:
+        file_format(out, writing=True)
+    except DataError as exc:
+        raise CliError(f"--out: {exc}", 2) from None
+    if as_json and out == STDOUT:
+        raise CliError("--json prints to stdout, which --out - already uses; write to a file instead", 2)
+    spec = _simulation_spec(machines, steps, seed, interval, start, scenario, onset, rate)
 
     chunks = run_simulation(spec)
     if rate is not None:
@@ -171,6 +197,164 @@ def _parse_start(value: str) -> datetime:
         return parse_timestamp(value)
     except ReadingError as exc:
         raise CliError(f"--start: {str(exc).removeprefix('timestamp: ')}", exit_code=2) from None
+
+
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Store directory. [params: ingest.store, default .predmaint/store]"),
+]
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="file:PATH (JSONL), simulator, http://HOST:PORT (serve POST /readings) or mqtt://HOST:PORT/TOPIC.",
+        ),
+    ],
+    store: StoreOpt = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="file: keep tailing the file as it grows.")
+    ] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Readings per commit. [params: ingest.batch_size]"),
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="mqtt: session id, stable across restarts. [params]")
+    ] = None,
+    machines: MachinesOpt = None,
+    steps: StepsOpt = None,
+    seed: SeedOpt = None,
+    interval: IntervalOpt = None,
+    start: StartOpt = None,
+    scenario: ScenarioOpt = Scenario.none,
+    onset: OnsetOpt = 0,
+    rate: RateOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every commit.")] = False,
+) -> None:
+    """Ingest readings into the store: validate, drop duplicates, keep rejects as dead letters.
+
+    Exactly-once: a restart (even after kill -9) resumes from the last commit. SIGTERM or
+    Ctrl-C finishes the current batch and exits cleanly. Push sources (HTTP, MQTT) run until
+    stopped; file and simulator sources end with their input unless --follow is given.
+    """
+    import hashlib
+    import signal
+    import threading
+    import time
+
+    from predmaint.ingest.runner import run_ingest
+    from predmaint.ingest.sources import SourceError, open_source
+    from predmaint.ingest.store import ReadingStore, StoreError
+
+    settings = _settings()
+    _configure_logging(verbose)
+    root = store or settings.ingest.store
+    options: dict[str, Any] = {"follow": follow, "batch_size": batch_size or settings.ingest.batch_size}
+    if source == "simulator":
+        options["simulation"] = _simulation_spec(
+            machines, steps, seed, interval, start, scenario, onset, rate
+        )
+        options["rate"] = rate
+    elif rate is not None or machines is not None or steps is not None:
+        raise CliError("--machines, --steps and --rate apply to --source simulator only", 2)
+    if follow and not source.startswith("file:"):
+        raise CliError("--follow applies to --source file:PATH only", 2)
+    if source.startswith("mqtt://"):
+        digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+        options["client_id"] = client_id or settings.ingest.mqtt_client_id or f"predmaint-ingest-{digest}"
+    try:
+        src = open_source(source, **options)
+    except SourceError as exc:
+        raise CliError(str(exc), 2) from None
+    if hasattr(src, "max_body"):
+        src.max_body = settings.ingest.http_max_body_bytes
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            err.print(f"predmaint: {signal.Signals(signum).name}: finishing the current batch, then stopping")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started = time.monotonic()
+    try:
+        with ReadingStore(root, compact_after=settings.ingest.compact_after) as writer:
+            if hasattr(src, "address") and not quiet:
+                err.print(f"listening on {src.address}/readings (POST JSON readings); Ctrl-C to stop")
+            with _progress(0, "ingesting", not quiet) as bar:
+                task = bar.add_task("ingesting", total=None)
+                counts = run_ingest(
+                    src,
+                    writer,
+                    stop,
+                    on_commit=lambda result: bar.advance(task, result.accepted),
+                    retry_attempts=settings.ingest.retry_attempts,
+                )
+    except (StoreError, SourceError) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write to the store {root}: {exc.strerror or exc}") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    seconds = time.monotonic() - started
+    summary = {
+        "source": source,
+        "store": str(root),
+        "accepted": counts.accepted,
+        "duplicates": counts.duplicates,
+        "rejected": counts.rejected,
+        "batches": counts.batches,
+        "seconds": round(seconds, 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    elif not quiet:
+        err.print(
+            f"ingested into {root}: {counts.accepted:,} accepted, {counts.duplicates:,} duplicates, "
+            f"{counts.rejected:,} rejected (dead letters) in {seconds:.1f} s"
+        )
+
+
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+store_app = typer.Typer(help="Inspect the sensor store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("stats")
+def store_stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Readings, machines, dead letters and time span of the store."""
+    from predmaint.ingest.store import StoreError
+    from predmaint.ingest.store import store_stats as compute
+
+    root = store or _settings().ingest.store
+    try:
+        stats = compute(root)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(stats))
+        return
+    table = Table(title=f"store {root}", show_header=False)
+    for key, value in stats.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    Console().print(table)
 
 
 @app.command()

@@ -48,6 +48,21 @@ class SimulatorSettings(_Section):
         return value.astimezone(UTC)
 
 
+class IngestSettings(_Section):
+    """Defaults of `predmaint ingest` and the sensor store."""
+
+    store: Path = Field(
+        Path(".predmaint/store"), description="Store directory (readings, dead letters, state)."
+    )
+    batch_size: int = Field(50_000, ge=1, description="Readings per commit from replayable sources.")
+    compact_after: int = Field(8, ge=2, description="Merge a partition's batch files once it has this many.")
+    retry_attempts: int = Field(8, ge=1, description="Attempts per commit when the store fails to write.")
+    http_max_body_bytes: int = Field(16 << 20, ge=1024, description="Largest HTTP body accepted (else 413).")
+    mqtt_client_id: str | None = Field(
+        None, description="MQTT session id; default derived from the store path, stable across restarts."
+    )
+
+
 class Settings(BaseSettings):
     """All settings of predmaint."""
 
@@ -57,6 +72,7 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(Path(".predmaint"), description="Local state (stores, MLflow, DVC remote).")
     simulator: SimulatorSettings = SimulatorSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -53,7 +53,13 @@ class FieldSpec:
 
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("machine_id", "str", "Identifier of the machine that produced the reading."),
-    FieldSpec("seq", "int", "Process step of this machine, strictly increasing per machine.", minimum=0),
+    FieldSpec(
+        "seq",
+        "int",
+        "Process step of this machine, strictly increasing per machine.",
+        minimum=0,
+        maximum=2**40 - 1,
+    ),
     FieldSpec("timestamp", "timestamp", "UTC time of the reading, ISO-8601 with offset Z or +00:00."),
     FieldSpec("product_type", "category", "Product quality variant: L, M or H."),
     FieldSpec("air_temperature_k", "float", "Ambient air temperature.", "K", 250.0, 350.0),
@@ -91,7 +97,11 @@ def power_w(torque_nm: Any, rotational_speed_rpm: Any) -> Any:
 def arrow_schema(with_labels: bool = True) -> pa.Schema:
     """Arrow schema of a table of readings, in contract field order."""
     return pa.schema(
-        [pa.field(f.name, f.arrow_type(), nullable=False) for f in FIELDS if with_labels or f.required]
+        [
+            pa.field(f.name, f.arrow_type(), nullable=not f.required)
+            for f in FIELDS
+            if with_labels or f.required
+        ]
     )
 
 
@@ -157,6 +167,8 @@ def _check_value(spec: FieldSpec, value: Any) -> Any:
             raise ReadingError(f"{name}: expected an integer, got {value!r}")
         if spec.minimum is not None and value < spec.minimum:
             raise ReadingError(f"{name}: {value} is below the minimum {spec.minimum:g}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ReadingError(f"{name}: {value} is above the maximum {spec.maximum:.0f}")
         return value
     # float: JSON integers are fine, booleans and strings are not
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -201,7 +213,11 @@ def check_frame(frame: pd.DataFrame) -> pd.Series:
         "machine_id: expected a non-empty string",
     )
     seq = pd.to_numeric(frame["seq"], errors="coerce")
-    flag(seq.isna() | (seq < 0) | (seq != np.floor(seq)), "seq: expected an integer ≥ 0")
+    seq_spec = FIELD_BY_NAME["seq"]
+    flag(
+        seq.isna() | (seq < seq_spec.minimum) | (seq > seq_spec.maximum) | (seq != np.floor(seq)),
+        f"seq: expected an integer from 0 to {seq_spec.maximum:.0f}",
+    )
     ts = frame["timestamp"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype) or str(ts.dt.tz) != "UTC":
         ts = ts.map(_timestamp_ok)
@@ -222,8 +238,8 @@ def check_frame(frame: pd.DataFrame) -> pd.Series:
             f"{name}: outside {spec.minimum:g}–{spec.maximum:g} {spec.unit}",
         )
     for name in LABEL_FIELDS:
-        if name in frame.columns:
-            flag(~frame[name].isin([0, 1]), f"{name}: expected 0 or 1")
+        if name in frame.columns:  # labels are optional: missing (null) is fine, anything else is 0 or 1
+            flag(~(frame[name].isin([0, 1]) | frame[name].isna()), f"{name}: expected 0 or 1")
     return reasons
 
 

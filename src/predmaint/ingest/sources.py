@@ -1,0 +1,426 @@
+"""Where readings come from: a JSONL file (optionally followed), the simulator, HTTP, MQTT.
+
+A source yields `Unit`s: a batch of raw JSON readings (or an in-process table), the source
+position after it, and an acknowledgement to call once the batch is durable. Replayable sources
+(file, simulator) resume from the position stored with the last commit; push sources (HTTP,
+MQTT) acknowledge only after the commit, so the sender or broker redelivers anything lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from predmaint.ingest.parse import split_payload
+from predmaint.ingest.store import CommitResult
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[CommitResult | None, BaseException | None], None]
+
+
+class SourceError(ValueError):
+    """A source cannot be opened or resumed; the message says why and what to do."""
+
+
+@dataclass
+class Unit:
+    """One batch from a source."""
+
+    items: list[bytes] = field(default_factory=list)
+    item_positions: list[str | None] | None = None
+    frame: pd.DataFrame | None = None
+    position: Any = None
+    ack: Ack | None = None
+    reply: dict[str, Any] = field(default_factory=dict)
+
+    def done(self, result: CommitResult | None, error: BaseException | None = None) -> None:
+        """Tell the sender how the batch ended."""
+        if self.ack is not None:
+            self.ack(result, error)
+
+
+# --- file --------------------------------------------------------------------------------------
+class FileSource:
+    """A JSONL file read from the last committed byte offset; `follow` keeps tailing it."""
+
+    def __init__(
+        self, path: str | Path, *, follow: bool = False, batch_size: int = 50_000, poll: float = 0.2
+    ):
+        """Name the file (it must exist unless following)."""
+        self.path = Path(path)
+        self.follow = follow
+        self.batch_size = batch_size
+        self.poll = poll
+        self.id = f"file:{self.path.resolve()}"
+        if not self.path.is_file() and not follow:
+            raise SourceError(f"{self.path}: no such file")
+
+    def units(self, start: Any, stop: threading.Event) -> Iterator[Unit]:
+        """Batches of complete lines from the stored offset on."""
+        offset = int((start or {}).get("offset", 0))
+        while not self.path.exists():  # following a file that does not exist yet
+            if stop.wait(self.poll):
+                return
+        size = self.path.stat().st_size
+        if offset > size:
+            raise SourceError(
+                f"{self.path} is {size} bytes but this store already ingested {offset} bytes of it; "
+                "the file was replaced or truncated — ingest it into a new store"
+            )
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            pending: list[bytes] = []
+            positions: list[str | None] = []
+            tail = b""
+            consumed = offset  # byte offset after the last complete line read
+            reported = offset  # position carried by the last unit
+            while True:
+                block = handle.read(4 << 20)
+                if block:
+                    data = tail + block
+                    cut = data.rfind(b"\n") + 1
+                    tail = data[cut:]
+                    for line in data[:cut].split(b"\n")[:-1]:
+                        if line.strip():
+                            pending.append(line)
+                            positions.append(f"byte {consumed}")
+                        consumed += len(line) + 1
+                        if len(pending) >= self.batch_size:
+                            yield Unit(pending, positions, position={"offset": consumed})
+                            pending, positions, reported = [], [], consumed
+                            if stop.is_set():
+                                return
+                    continue
+                # End of the file for now. Without --follow, a last line without newline counts.
+                if not self.follow and tail.strip():
+                    pending.append(tail)
+                    positions.append(f"byte {consumed}")
+                    consumed += len(tail)
+                    tail = b""
+                if consumed != reported:
+                    yield Unit(pending, positions, position={"offset": consumed})
+                    pending, positions, reported = [], [], consumed
+                if not self.follow or stop.is_set() or stop.wait(self.poll):
+                    return
+
+
+# --- simulator ---------------------------------------------------------------------------------
+class SimulatorSource:
+    """The fleet simulator in-process; its output is deterministic, so it resumes by skipping."""
+
+    def __init__(self, spec: Any, *, rate: float | None = None, batch_size: int = 50_000):
+        """Simulate `spec` (a `SimulationSpec`), optionally paced at `rate` readings per second."""
+        self.spec = spec
+        self.rate = rate
+        self.batch_size = batch_size
+        self.id = (
+            f"simulator:seed={spec.seed},machines={spec.machines},"
+            f"scenario={spec.scenario.value},onset={spec.onset}"
+        )
+
+    def units(self, start: Any, stop: threading.Event) -> Iterator[Unit]:
+        """Chunks of simulated readings after the stored count."""
+        from predmaint.simulator import paced, simulate
+
+        skip = int((start or {}).get("readings", 0))
+        emitted = 0
+        chunks = simulate(self.spec, chunk_readings=self.batch_size)
+        if self.rate is not None:
+            chunks = _rechunk(paced(chunks, self.rate), max_wait=0.5, size=self.batch_size)
+        for chunk in chunks:
+            if emitted + len(chunk) <= skip:
+                emitted += len(chunk)
+                continue
+            if emitted < skip:
+                chunk = chunk.iloc[skip - emitted :]
+                emitted = skip
+            emitted += len(chunk)
+            yield Unit(frame=chunk.reset_index(drop=True), position={"readings": emitted})
+            if stop.is_set():
+                return
+
+
+def _rechunk(parts: Iterator[pd.DataFrame], max_wait: float, size: int) -> Iterator[pd.DataFrame]:
+    """Group small paced parts into batches of up to `size` readings or `max_wait` seconds."""
+    group: list[pd.DataFrame] = []
+    count, since = 0, time.monotonic()
+    for part in parts:
+        group.append(part)
+        count += len(part)
+        if count >= size or time.monotonic() - since >= max_wait:
+            yield pd.concat(group)
+            group, count, since = [], 0, time.monotonic()
+    if group:
+        yield pd.concat(group)
+
+
+# --- push sources: a queue of units acknowledged after commit ----------------------------------
+class _PushSource:
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Unit] = queue.Queue()
+
+    def _drain(self, stop: threading.Event) -> Iterator[Unit]:
+        while True:
+            try:
+                unit = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            yield unit
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+class HttpSource(_PushSource):
+    """An ingestion endpoint: `POST /readings` with a JSON reading, a JSON array or JSON lines.
+
+    It answers 200 with the batch's counts only after the batch is durable; a body that is not
+    JSON is kept as a dead letter and answered 400; bodies over `max_body` bytes get 413.
+    """
+
+    def __init__(self, url: str, *, max_body: int = 16 << 20, commit_timeout: float = 60.0):
+        """Bind the server (port 0 picks a free port; see `address`)."""
+        super().__init__()
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname or parts.port is None:
+            raise SourceError(f"{url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8081")
+        self.max_body = max_body
+        self.commit_timeout = commit_timeout
+        self.accepting = True
+        source = self
+
+        class Handler(_IngestHandler):
+            owner = source
+
+        try:
+            self.server = ThreadingHTTPServer((parts.hostname, parts.port), Handler)
+        except OSError as exc:
+            raise SourceError(
+                f"cannot listen on {parts.hostname}:{parts.port}: {exc.strerror or exc}"
+            ) from None
+        self.server.daemon_threads = True
+        host, port = self.server.server_address[:2]
+        self.address = f"http://{host}:{port}"
+        self.id = f"http:{self.address}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="ingest-http", daemon=True)
+
+    def units(self, start: Any, stop: threading.Event) -> Iterator[Unit]:
+        """Batches as clients post them; on stop, refuse new ones and drain the rest."""
+        self._thread.start()
+        log.info("listening on %s/readings", self.address)
+        try:
+            yield from self._drain(stop)
+        finally:
+            self.accepting = False
+            self.server.shutdown()
+            self.server.server_close()
+            while not self.queue.empty():
+                yield self.queue.get_nowait()
+
+
+class _IngestHandler(BaseHTTPRequestHandler):
+    owner: HttpSource
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("http: " + format, *args)
+
+    def _reply(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.path == "/health":
+            self._reply(HTTPStatus.OK, {"status": "ok"})
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}; POST /readings"})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        owner = self.owner
+        if self.path != "/readings":
+            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {self.path}; use /readings"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length header"})
+            return
+        if length > owner.max_body:
+            self.close_connection = True
+            self._reply(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {owner.max_body} bytes; split it"}
+            )
+            return
+        body = self.rfile.read(length)
+        if not owner.accepting:
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "ingestion is shutting down; retry"})
+            return
+        content_type = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if content_type in ("application/x-ndjson", "application/jsonl"):
+            items: list[bytes] | None = [line for line in body.split(b"\n") if line.strip()]
+        else:
+            items = split_payload(body)
+        not_json = items is None
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def ack(result: CommitResult | None, error: BaseException | None) -> None:
+            outcome["result"], outcome["error"] = result, error
+            done.set()
+
+        if not_json:
+            unit = Unit([body], ["body"], ack=ack)
+        else:
+            unit = Unit(items, [f"item {i}" for i in range(len(items))], ack=ack)
+        owner.queue.put(unit)
+        if not done.wait(owner.commit_timeout):
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "the store did not commit in time; retry"})
+            return
+        result: CommitResult | None = outcome["result"]
+        if result is None:
+            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"not stored: {outcome['error']}; retry"})
+            return
+        body_out = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+            "errors": unit.reply.get("errors", []),
+        }
+        if not_json:
+            self._reply(
+                HTTPStatus.BAD_REQUEST,
+                {"error": "body is not a JSON reading, array or JSON lines"} | body_out,
+            )
+        else:
+            self._reply(HTTPStatus.OK, body_out)
+
+
+# --- MQTT --------------------------------------------------------------------------------------
+class MqttSource(_PushSource):
+    """A paho-mqtt subscriber (QoS 1, persistent session) that acknowledges after commit.
+
+    The broker keeps unacknowledged messages for the session and redelivers them after a
+    reconnect or a restart of this process; the store drops the duplicates.
+    """
+
+    def __init__(self, url: str, *, client_id: str, batch_size: int = 5_000, max_wait: float = 0.2):
+        """Parse `mqtt://HOST:PORT/TOPIC` and prepare the client."""
+        super().__init__()
+        parts = urlsplit(url)
+        topic = parts.path.lstrip("/")
+        if parts.scheme != "mqtt" or not parts.hostname or not topic:
+            raise SourceError(f"{url}: expected mqtt://HOST:PORT/TOPIC, e.g. mqtt://127.0.0.1:1883/sensors")
+        self.host, self.port, self.topic = parts.hostname, parts.port or 1883, topic
+        self.batch_size, self.max_wait = batch_size, max_wait
+        self.id = f"mqtt:{self.host}:{self.port}/{topic}"
+        self.client_id = client_id
+        self.connected = threading.Event()
+        self._messages: queue.Queue[Any] = queue.Queue()
+        self._client: Any = None
+
+    def _connect(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            reconnect_on_failure=True,
+        )
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)  # exponential backoff between attempts
+
+        def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+            if reason.is_failure:
+                log.warning("mqtt: connection refused: %s", reason)
+                return
+            client.subscribe(self.topic, qos=1)
+            self.connected.set()
+            log.info("mqtt: connected to %s:%s, subscribed to %s", self.host, self.port, self.topic)
+
+        def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+            self.connected.clear()
+            log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason)
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = lambda client, userdata, message: self._messages.put(message)
+        client.connect_async(self.host, self.port, keepalive=30)
+        client.loop_start()
+        self._client = client
+
+    def units(self, start: Any, stop: threading.Event) -> Iterator[Unit]:
+        """Batches of received messages; each is acknowledged to the broker after commit."""
+        self._connect()
+        try:
+            while not stop.is_set():
+                unit = self._collect(stop)
+                if unit is not None:
+                    yield unit
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def _collect(self, stop: threading.Event) -> Unit | None:
+        messages: list[Any] = []
+        deadline = time.monotonic() + self.max_wait
+        while len(messages) < self.batch_size and not stop.is_set():
+            try:
+                messages.append(self._messages.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        if not messages:
+            return None
+        items: list[bytes] = []
+        positions: list[str | None] = []
+        for message in messages:
+            payload_items = split_payload(message.payload)
+            for item in payload_items if payload_items is not None else [message.payload]:
+                items.append(item)
+                positions.append(f"{message.topic} mid={message.mid}")
+        client = self._client
+
+        def ack(result: CommitResult | None, error: BaseException | None) -> None:
+            if result is not None:
+                for message in messages:
+                    client.ack(message.mid, message.qos)
+
+        return Unit(items, positions, ack=ack)
+
+
+def open_source(spec: str, **options: Any) -> Any:
+    """Build a source from `file:PATH`, `simulator`, `http://HOST:PORT` or `mqtt://HOST:PORT/TOPIC`."""
+    if spec.startswith("file:"):
+        return FileSource(
+            spec.removeprefix("file:"),
+            follow=options.get("follow", False),
+            batch_size=options.get("batch_size", 50_000),
+        )
+    if spec == "simulator":
+        return SimulatorSource(
+            options["simulation"], rate=options.get("rate"), batch_size=options.get("batch_size", 50_000)
+        )
+    if spec.startswith("http://"):
+        return HttpSource(spec)
+    if spec.startswith("mqtt://"):
+        return MqttSource(spec, client_id=options["client_id"])
+    raise SourceError(
+        f"unknown source {spec!r}; use file:PATH, simulator, http://HOST:PORT or mqtt://HOST:PORT/TOPIC"
+    )

@@ -1,0 +1,400 @@
+"""The durable sensor store: Hive-partitioned Parquet, dead letters and a checkpoint.
+
+Layout under the store directory:
+
+    readings/date=YYYY-MM-DD/part-<first>-<last>.parquet   committed readings
+    dead_letter/part-<batch>.jsonl                          rejected inputs with their reasons
+    _state/checkpoint.json                                  last committed batch, source positions
+    _state/writer.lock                                      held by the one ingest process
+
+Every commit writes its files under names carrying the batch number (temporary file, fsync,
+rename), then the checkpoint the same way. The checkpoint is the commit point: on open, files
+of batches after it are removed, and so are files already merged into a compacted file whose
+batch range contains theirs. Nothing else can be half-done, so `kill -9` at any moment followed
+by a restart loses nothing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from predmaint import schema
+from predmaint.ingest.parse import DeadLetter
+
+READINGS = "readings"
+DEAD_LETTER = "dead_letter"
+STATE = "_state"
+_PART = re.compile(r"^part-(\d{10})-(\d{10})\.parquet$")
+_DEAD = re.compile(r"^part-(\d{10})\.jsonl$")
+_SEQ_BITS = 40  # schema: seq < 2**40
+log = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one commit did."""
+
+    batch: int
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+@dataclass
+class Counts:
+    """Running totals of an ingestion run."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    batches: int = 0
+
+    def add(self, result: CommitResult) -> None:
+        """Add one commit's figures."""
+        self.accepted += result.accepted
+        self.duplicates += result.duplicates
+        self.rejected += result.rejected
+        self.batches += 1
+
+
+class KeyIndex:
+    """The set of stored `(machine_id, seq)` keys, compact and fast to query in bulk.
+
+    Keys are packed into one int64 (machine code << 40 | seq). Most live in a sorted array,
+    queried by binary search; recent ones in a set, merged into the array now and then.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._codes: dict[str, int] = {}
+        self._sorted = np.empty(0, dtype=np.int64)
+        self._recent: set[int] = set()
+
+    def __len__(self) -> int:
+        """Number of keys."""
+        return len(self._sorted) + len(self._recent)
+
+    def encode(self, machine_ids: pd.Series, seqs: pd.Series) -> np.ndarray:
+        """Packed keys of a batch (new machines get new codes)."""
+        codes = machine_ids.map(self._codes)
+        if codes.isna().any():
+            for machine in pd.unique(machine_ids[codes.isna()]):
+                self._codes[machine] = len(self._codes)
+            codes = machine_ids.map(self._codes)
+        return (codes.to_numpy(np.int64) << _SEQ_BITS) | seqs.to_numpy(np.int64)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Which keys are already stored."""
+        found = np.zeros(len(keys), dtype=bool)
+        if len(self._sorted):
+            at = np.searchsorted(self._sorted, keys).clip(max=len(self._sorted) - 1)
+            found = self._sorted[at] == keys
+        if self._recent:
+            found |= np.fromiter((k in self._recent for k in keys.tolist()), bool, len(keys))
+        return found
+
+    def add(self, keys: np.ndarray) -> None:
+        """Remember keys as stored."""
+        self._recent.update(keys.tolist())
+        if len(self._recent) > 1_000_000:
+            merged = np.fromiter(self._recent, np.int64, len(self._recent))
+            self._sorted = np.union1d(self._sorted, merged)
+            self._recent.clear()
+
+
+@dataclass
+class _Checkpoint:
+    batch: int = 0
+    positions: dict[str, Any] = field(default_factory=dict)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so that it is either absent or complete, even across a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _part_range(path: Path) -> tuple[int, int] | None:
+    match = _PART.match(path.name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def committed_files(root: Path, batch: int | None = None) -> list[Path]:
+    """Parquet files that hold committed readings: the store's consistent view.
+
+    Files of uncommitted batches and files already merged into a compacted file are left out;
+    the writer deletes them when it next opens the store.
+    """
+    if batch is None:
+        batch = _read_checkpoint(root).batch
+    keep: list[Path] = []
+    for partition in sorted((root / READINGS).glob("date=*")):
+        parts = [(p, r) for p in partition.iterdir() if (r := _part_range(p)) and r[1] <= batch]
+        for path, (first, last) in parts:
+            inside_another = any(
+                lo <= first and last <= hi and (lo, hi) != (first, last) for _, (lo, hi) in parts
+            )
+            if not inside_another:
+                keep.append(path)
+    return sorted(keep)
+
+
+def _read_checkpoint(root: Path) -> _Checkpoint:
+    path = root / STATE / "checkpoint.json"
+    if not path.exists():
+        return _Checkpoint()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _Checkpoint(int(data["batch"]), dict(data.get("positions", {})))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path} is corrupt ({exc}); restore it or start a new store") from None
+
+
+def open_dataset(root: Path) -> ds.Dataset:
+    """The committed readings as a pyarrow dataset (with the `date` partition column)."""
+    files = [str(p) for p in committed_files(root)]
+    partitioning = ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive")
+    return ds.dataset(
+        files,
+        schema=schema.arrow_schema(),
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(root / READINGS),
+    )
+
+
+def read_store(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """All committed readings, in contract columns."""
+    table = open_dataset(root).to_table(columns=columns or list(schema.FIELD_NAMES))
+    return table.to_pandas()
+
+
+class ReadingStore:
+    """The single writer of a store directory."""
+
+    def __init__(self, root: str | Path, *, compact_after: int = 8) -> None:
+        """Name the store; nothing is touched until `open()`."""
+        self.root = Path(root)
+        self.compact_after = compact_after
+        self.index = KeyIndex()
+        self._checkpoint = _Checkpoint()
+        self._lock_handle: Any = None
+        self._touched: set[Path] = set()
+
+    # --- opening and recovery ----------------------------------------------------------------
+    def open(self) -> ReadingStore:
+        """Lock the store, finish or undo whatever a crash interrupted, and load the key index."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} is a file; name a directory for the store")
+        try:
+            (self.root / STATE).mkdir(parents=True, exist_ok=True)
+            (self.root / READINGS).mkdir(exist_ok=True)
+            (self.root / DEAD_LETTER).mkdir(exist_ok=True)
+            self._lock_handle = open(self.root / STATE / "writer.lock", "a+")  # noqa: SIM115 - held open
+        except OSError as exc:
+            raise StoreError(f"cannot use {self.root} as a store: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_handle.close()
+            raise StoreError(
+                f"{self.root} is being written by another ingest process; stop it first"
+            ) from None
+        try:
+            self._checkpoint = _read_checkpoint(self.root)
+            self._recover()
+            keys = read_store(self.root, ["machine_id", "seq"])
+        except BaseException:
+            self._release()
+            raise
+        if len(keys):
+            self.index.add(self.index.encode(keys["machine_id"], keys["seq"]))
+        return self
+
+    def _recover(self) -> None:
+        batch = self._checkpoint.batch
+        for tmp in self.root.rglob(".*.tmp"):
+            tmp.unlink()
+        keep = set(committed_files(self.root, batch))
+        for partition in (self.root / READINGS).glob("date=*"):
+            for path in partition.iterdir():
+                if _part_range(path) and path not in keep:
+                    path.unlink()
+            if not any(partition.iterdir()):
+                partition.rmdir()
+        for path in (self.root / DEAD_LETTER).iterdir():
+            match = _DEAD.match(path.name)
+            if match and int(match.group(1)) > batch:
+                path.unlink()
+
+    def close(self) -> None:
+        """Compact what this run wrote and release the lock."""
+        if self._lock_handle is None:
+            return
+        try:
+            for partition in sorted(self._touched):
+                self._compact(partition, everything=True)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+        self._lock_handle.close()
+        self._lock_handle = None
+
+    def __enter__(self) -> ReadingStore:
+        """Open on entry."""
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        """Close on exit."""
+        self.close()
+
+    # --- committing --------------------------------------------------------------------------
+    @property
+    def batch(self) -> int:
+        """Number of the last committed batch."""
+        return self._checkpoint.batch
+
+    def position(self, source: str) -> Any:
+        """Where a source stopped at the last commit (None when it never committed here)."""
+        return self._checkpoint.positions.get(source)
+
+    def commit(
+        self,
+        readings: pd.DataFrame,
+        dead_letters: Iterable[DeadLetter] = (),
+        positions: dict[str, Any] | None = None,
+    ) -> CommitResult:
+        """Store the new readings and dead letters of one batch and advance source positions.
+
+        Safe to retry after an error: nothing counts until the checkpoint is written.
+        """
+        dead = list(dead_letters)
+        keys = self.index.encode(readings["machine_id"], readings["seq"])
+        repeated = pd.Series(keys).duplicated().to_numpy() | self.index.contains(keys)
+        new = readings[~repeated]
+        new_keys = keys[~repeated]
+        batch = self._checkpoint.batch + 1
+        partitions: list[Path] = []
+        if len(new):
+            dates = new["timestamp"].dt.strftime("%Y-%m-%d")
+            for date, part in new.groupby(dates, sort=True):
+                partition = self.root / READINGS / f"date={date}"
+                table = pa.Table.from_pandas(part, schema=schema.arrow_schema(), preserve_index=False)
+                atomic_write(partition / f"part-{batch:010d}-{batch:010d}.parquet", _parquet_bytes(table))
+                partitions.append(partition)
+        if dead:
+            lines = "".join(json.dumps(d.as_dict(), ensure_ascii=False) + "\n" for d in dead)
+            atomic_write(self.root / DEAD_LETTER / f"part-{batch:010d}.jsonl", lines.encode("utf-8"))
+        checkpoint = _Checkpoint(batch, {**self._checkpoint.positions, **(positions or {})})
+        atomic_write(
+            self.root / STATE / "checkpoint.json",
+            json.dumps({"batch": checkpoint.batch, "positions": checkpoint.positions}, indent=1).encode(),
+        )
+        self._checkpoint = checkpoint
+        self.index.add(new_keys)
+        for partition in partitions:
+            self._touched.add(partition)
+            try:  # the batch is committed; a failed merge is retried at the next one
+                self._compact(partition, everything=False)
+            except OSError as exc:
+                log.warning("compaction of %s failed (%s); will retry", partition, exc)
+        return CommitResult(batch, len(new), int(repeated.sum()), len(dead))
+
+    # --- compaction --------------------------------------------------------------------------
+    def _compact(self, partition: Path, *, everything: bool) -> None:
+        """Merge a partition's files into one: small ones every few batches, all of them at close."""
+        if not partition.is_dir():
+            return
+        parts = sorted((r, p) for p in partition.iterdir() if (r := _part_range(p)))
+        candidates = parts if everything else [(r, p) for r, p in parts if r[0] == r[1]]
+        if len(candidates) < (2 if everything else self.compact_after):
+            return
+        first, last = candidates[0][0][0], candidates[-1][0][1]
+        tables = [pq.read_table(p, schema=schema.arrow_schema()) for _, p in candidates]
+        merged = pa.concat_tables(tables).sort_by([("timestamp", "ascending"), ("machine_id", "ascending")])
+        atomic_write(partition / f"part-{first:010d}-{last:010d}.parquet", _parquet_bytes(merged))
+        for (_, _), path in candidates:
+            path.unlink()
+        _fsync_dir(partition)
+
+
+def iter_dead_letters(root: str | Path, batch: int | None = None) -> Iterator[dict[str, Any]]:
+    """Dead letters of committed batches, oldest first."""
+    root = Path(root)
+    if batch is None:
+        batch = _read_checkpoint(root).batch
+    for path in sorted((root / DEAD_LETTER).glob("part-*.jsonl")):
+        match = _DEAD.match(path.name)
+        if match and int(match.group(1)) <= batch:
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    yield json.loads(line)
+
+
+@contextmanager
+def _no_store(root: Path) -> Iterator[None]:
+    if not (root / READINGS).is_dir():
+        raise StoreError(f"{root} is not a predmaint store (no {READINGS}/ inside); ingest into it first")
+    yield
+
+
+def store_stats(root: str | Path) -> dict[str, Any]:
+    """Readings, machines, dead letters and time span of a store (its committed view)."""
+    root = Path(root)
+    with _no_store(root):
+        table = open_dataset(root).to_table(columns=["machine_id", "timestamp"])
+    stamps = table.column("timestamp")
+    first = pc.min(stamps).as_py() if len(table) else None
+    last = pc.max(stamps).as_py() if len(table) else None
+    return {
+        "store": str(root),
+        "readings": len(table),
+        "machines": len(pc.unique(table.column("machine_id"))),
+        "dead_letters": sum(1 for _ in iter_dead_letters(root)),
+        "first_timestamp": first.isoformat().replace("+00:00", "Z") if first else None,
+        "last_timestamp": last.isoformat().replace("+00:00", "Z") if last else None,
+        "files": len(committed_files(root)),
+        "batches": _read_checkpoint(root).batch,
+    }

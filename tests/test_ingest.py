@@ -1,0 +1,356 @@
+"""Ingestion into the store: validation, dead letters, exactly-once, recovery, retries."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from predmaint import schema
+from predmaint.datasets import to_json_lines
+from predmaint.ingest import store as store_module
+from predmaint.ingest.parse import explain, parse_items, split_payload
+from predmaint.ingest.runner import run_ingest
+from predmaint.ingest.sources import FileSource, SimulatorSource, SourceError, open_source
+from predmaint.ingest.store import (
+    KeyIndex,
+    ReadingStore,
+    StoreError,
+    committed_files,
+    iter_dead_letters,
+    read_store,
+    store_stats,
+)
+from predmaint.simulator import SimulationSpec
+
+GARBAGE = [
+    "not json at all",
+    '{"machine_id": "M0001"',
+    "[1, 2, 3]",
+    "null",
+    '{"machine_id": "M0001", "seq": 1}',
+    "\x00\x01binary",
+    "{}",
+]
+
+
+def noisy_file(path: Path, frame: pd.DataFrame, garbage_share: float, duplicate_share: float, seed: int = 0):
+    """Write readings with garbage lines and duplicated readings mixed in; return the garbage."""
+    rng = random.Random(seed)
+    lines = to_json_lines(frame).splitlines()
+    duplicates = [rng.choice(lines) for _ in range(int(len(lines) * duplicate_share))]
+    garbage = [rng.choice(GARBAGE) + f" #{i}" for i in range(int(len(lines) * garbage_share))]
+    everything = lines + duplicates + garbage
+    rng.shuffle(everything)
+    path.write_text("\n".join(everything) + "\n", encoding="utf-8")
+    return garbage
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["machine_id", "seq"]).reset_index(drop=True)
+
+
+def ingest_file(path: Path, root: Path, batch_size: int = 50_000):
+    with ReadingStore(root) as store:
+        return run_ingest(FileSource(path, batch_size=batch_size), store, threading.Event())
+
+
+def test_done_when_50000_readings_with_garbage_and_duplicates(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=25, steps=2000, seed=3)
+    source = tmp_path / "noisy.jsonl"
+    garbage = noisy_file(source, frame, garbage_share=0.02, duplicate_share=0.05)
+    counts = ingest_file(source, tmp_path / "store", batch_size=7_000)
+    assert counts.accepted == 50_000
+    assert counts.duplicates == 2_500
+    assert counts.rejected == len(garbage) == 1_000
+    stored = read_store(tmp_path / "store")
+    pd.testing.assert_frame_equal(canonical(stored), canonical(frame), check_dtype=False)
+    letters = list(iter_dead_letters(tmp_path / "store"))
+    assert sorted(d["raw"] for d in letters) == sorted(garbage)
+    assert all(d["reason"] and d["position"].startswith("byte ") for d in letters)
+    stats = store_stats(tmp_path / "store")
+    assert (stats["readings"], stats["machines"], stats["dead_letters"]) == (50_000, 25, 1_000)
+    assert stats["first_timestamp"] == "2026-01-01T00:00:00Z"
+
+
+def test_store_is_a_hive_partitioned_dataset_in_few_files(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=10, steps=3000, seed=1)  # 3000 minutes: three dates
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_json_lines(frame))
+    ingest_file(source, tmp_path / "store", batch_size=1_000)  # 30 batches
+    dataset = ds.dataset(str(tmp_path / "store" / "readings"), partitioning="hive")
+    table = dataset.to_table()
+    assert table.num_rows == 30_000
+    assert sorted({str(d) for d in table.column("date").to_pylist()}) == [
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03",
+    ]
+    files = list((tmp_path / "store" / "readings").rglob("*.parquet"))
+    assert len(files) == 3  # one per date after compaction, not one per batch
+
+
+def test_rerun_and_overlapping_files_store_nothing_twice(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=4, steps=500, seed=2)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(to_json_lines(frame.iloc[:1500]))
+    second.write_text(to_json_lines(frame.iloc[1000:]))  # 500 readings overlap
+    assert ingest_file(first, tmp_path / "store").accepted == 1500
+    assert ingest_file(first, tmp_path / "store").accepted == 0  # resumed at its end: nothing new
+    counts = ingest_file(second, tmp_path / "store")
+    assert (counts.accepted, counts.duplicates) == (500, 500)
+    assert len(read_store(tmp_path / "store")) == 2000
+
+
+def test_labels_are_optional_and_stored_as_null(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=2, steps=3, seed=0).drop(columns=list(schema.LABEL_FIELDS))
+    source = tmp_path / "unlabelled.jsonl"
+    source.write_text(to_json_lines(frame))
+    assert ingest_file(source, tmp_path / "store").accepted == 6
+    assert read_store(tmp_path / "store")["machine_failure"].isna().all()
+
+
+def test_crash_leftovers_are_rolled_back_or_forward_on_open(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=3, steps=200, seed=4)
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_json_lines(frame))
+    root = tmp_path / "store"
+    ingest_file(source, root, batch_size=100)
+    partition = next((root / "readings").glob("date=*"))
+    merged = next(partition.glob("part-*.parquet"))
+    first, last = store_module._part_range(merged)
+    # A batch written after the last checkpoint (uncommitted), a file already merged into the
+    # compacted one, and a temporary file: all left by a crash at different moments.
+    (partition / f"part-{last + 1:010d}-{last + 1:010d}.parquet").write_bytes(merged.read_bytes())
+    (partition / f"part-{first:010d}-{first:010d}.parquet").write_bytes(merged.read_bytes())
+    (partition / ".part-x.parquet.tmp").write_bytes(b"half")
+    (root / "dead_letter" / f"part-{last + 1:010d}.jsonl").write_text('{"raw": "x"}\n')
+    assert committed_files(root) == [merged]  # readers already see the consistent view
+    with ReadingStore(root) as store:
+        assert store.batch == last
+    assert sorted(p.name for p in partition.iterdir()) == [merged.name]
+    assert not list((root / "dead_letter").iterdir())
+    pd.testing.assert_frame_equal(canonical(read_store(root)), canonical(frame), check_dtype=False)
+
+
+def test_one_writer_at_a_time(tmp_path):
+    with ReadingStore(tmp_path / "store"):
+        with pytest.raises(StoreError, match="being written by another ingest process"):
+            ReadingStore(tmp_path / "store").open()
+
+
+def test_a_file_is_not_a_store(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="is a file"):
+        ReadingStore(tmp_path / "file").open()
+    with pytest.raises(StoreError, match="not a predmaint store"):
+        store_stats(tmp_path)
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    root = tmp_path / "store"
+    (root / "_state").mkdir(parents=True)
+    (root / "_state" / "checkpoint.json").write_text("{not json")
+    with pytest.raises(StoreError, match="checkpoint.json is corrupt"):
+        ReadingStore(root).open()
+
+
+def test_sink_errors_are_retried_with_backoff(tmp_path, simulate_frame, monkeypatch):
+    frame = simulate_frame(machines=2, steps=50, seed=1)
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_json_lines(frame) + "garbage\n")
+    real_write = store_module.atomic_write
+    failures = {"left": 3}
+
+    def flaky(path, data):
+        if failures["left"] and path.name == "checkpoint.json":
+            failures["left"] -= 1
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "atomic_write", flaky)
+    counts = ingest_file(source, tmp_path / "store")
+    assert failures["left"] == 0
+    assert (counts.accepted, counts.rejected, counts.batches) == (100, 1, 1)
+    assert len(list(iter_dead_letters(tmp_path / "store"))) == 1  # not once per attempt
+
+
+def test_persistent_sink_errors_stop_ingestion_without_losing_the_position(
+    tmp_path, simulate_frame, monkeypatch
+):
+    frame = simulate_frame(machines=2, steps=50, seed=1)
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_json_lines(frame))
+
+    def broken(path, data):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store_module, "atomic_write", broken)
+    with ReadingStore(tmp_path / "store") as store, pytest.raises(OSError):
+        run_ingest(FileSource(source), store, threading.Event(), retry_attempts=2)
+    monkeypatch.undo()
+    assert ingest_file(source, tmp_path / "store").accepted == 100  # nothing was marked as done
+
+
+def test_key_index_merges_without_forgetting(monkeypatch):
+    index = KeyIndex()
+    ids = pd.Series(["a", "b", "a"])
+    keys = index.encode(ids, pd.Series([1, 1, 2]))
+    assert not index.contains(keys).any()
+    index.add(keys)
+    index._sorted = np.union1d(index._sorted, np.fromiter(index._recent, np.int64))  # force the merged layout
+    index._recent.clear()
+    more = index.encode(pd.Series(["a", "c"]), pd.Series([2, 0]))
+    assert index.contains(more).tolist() == [True, False]
+    assert len(index) == 3
+
+
+def test_following_a_growing_file_then_stopping_cleanly(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=2, steps=100, seed=6)
+    lines = to_json_lines(frame).splitlines(keepends=True)
+    source = tmp_path / "live.jsonl"
+    source.write_text("".join(lines[:50]) + lines[50][:10])  # ends in half a line
+    stop = threading.Event()
+    with ReadingStore(tmp_path / "store") as store:
+        thread = threading.Thread(
+            target=lambda: run_ingest(FileSource(source, follow=True, poll=0.02), store, stop), daemon=True
+        )
+        thread.start()
+        with open(source, "a") as handle:
+            handle.write(lines[50][10:] + "".join(lines[51:]))
+        deadline = pd.Timestamp.now() + pd.Timedelta(seconds=20)
+        while store.batch == 0 or len(store.index) < 200:
+            assert pd.Timestamp.now() < deadline, "followed lines never arrived"
+            threading.Event().wait(0.05)
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+    assert len(read_store(tmp_path / "store")) == 200
+
+
+def test_simulator_source_resumes_where_it_stopped(tmp_path, simulate_frame):
+    spec = SimulationSpec(machines=3, steps=400, seed=8)
+    stop = threading.Event()
+    with ReadingStore(tmp_path / "store") as store:
+        source = SimulatorSource(spec, batch_size=250)
+        units = source.units(None, stop)
+        first = next(units)  # take one batch, then "crash"
+        store.commit(first.frame, [], {source.id: first.position})
+    with ReadingStore(tmp_path / "store") as store:
+        counts = run_ingest(SimulatorSource(spec, batch_size=250), store, stop)
+    assert counts.accepted == 1200 - len(first.frame) and counts.duplicates == 0
+    expected = simulate_frame(machines=3, steps=400, seed=8)
+    pd.testing.assert_frame_equal(
+        canonical(read_store(tmp_path / "store")), canonical(expected), check_dtype=False
+    )
+
+
+def test_file_replaced_by_a_shorter_one_is_refused(tmp_path, simulate_frame):
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_json_lines(simulate_frame(machines=2, steps=20, seed=0)))
+    ingest_file(source, tmp_path / "store")
+    source.write_text("{}\n")
+    with pytest.raises(SourceError, match="replaced or truncated"):
+        ingest_file(source, tmp_path / "store")
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("ftp://x", "unknown source"),
+        ("file:/definitely/absent.jsonl", "no such file"),
+        ("http://127.0.0.1", "expected http://HOST:PORT"),
+        ("mqtt://127.0.0.1:1883", "expected mqtt://HOST:PORT/TOPIC"),
+    ],
+)
+def test_bad_sources_are_named(spec, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(spec, client_id="x")
+
+
+# --- parsing -----------------------------------------------------------------------------------
+GOOD = {
+    "machine_id": "M0001",
+    "seq": 3,
+    "timestamp": "2026-01-01T00:00:00Z",
+    "product_type": "H",
+    "air_temperature_k": 300.1,
+    "process_temperature_k": 310.2,
+    "rotational_speed_rpm": 1500,
+    "torque_nm": 40.5,
+    "tool_wear_min": 12,
+    "machine_failure": 0,
+}
+
+MUTATIONS = [
+    {"seq": -1},
+    {"seq": 2**40},
+    {"seq": 1.5},
+    {"seq": "3"},
+    {"seq": True},
+    {"seq": None},
+    {"machine_id": ""},
+    {"machine_id": " "},
+    {"machine_id": 5},
+    {"machine_id": "x" * 129},
+    {"timestamp": "2026-01-01"},
+    {"timestamp": "2026-01-01T00:00:00+02:00"},
+    {"timestamp": "2026-13-01T00:00:00Z"},
+    {"timestamp": 0},
+    {"product_type": "Q"},
+    {"torque_nm": -1},
+    {"torque_nm": 1e400},
+    {"torque_nm": "40"},
+    {"torque_nm": False},
+    {"air_temperature_k": 1000},
+    {"machine_failure": 2},
+    {"machine_failure": None},
+    {"osf": 0.0},
+    {"extra": 1},
+    {"tool_wear_min": 1e6},
+    {"process_temperature_k": None},
+]
+
+
+@pytest.mark.parametrize(
+    "mutation", MUTATIONS, ids=[next(iter(m)) + repr(next(iter(m.values())))[:12] for m in MUTATIONS]
+)
+def test_fast_and_slow_validation_agree(mutation):
+    raw = json.dumps(GOOD | mutation).encode()
+    parsed = parse_items([raw])
+    assert len(parsed.readings) == 0 and len(parsed.dead_letters) == 1
+    with pytest.raises(schema.ReadingError):
+        schema.validate_reading(json.loads(raw))
+    assert parsed.dead_letters[0].reason != "valid"
+    assert next(iter(mutation)) in parsed.dead_letters[0].reason
+
+
+def test_missing_fields_and_nan_are_explained():
+    for field in schema.REQUIRED_FIELDS:
+        raw = json.dumps({k: v for k, v in GOOD.items() if k != field}).encode()
+        assert parse_items([raw]).dead_letters[0].reason == f"missing field(s): {field}"
+    nan = json.dumps(GOOD | {"torque_nm": float("nan")}).encode()  # Python writes NaN, which JSON forbids
+    assert "torque_nm: nan is not a finite number" in parse_items([nan]).dead_letters[0].reason
+    assert explain(b"\xff\xfe").startswith("not UTF-8")
+    assert explain(b"{").startswith("invalid JSON")
+
+
+def test_good_readings_parse_to_contract_types():
+    parsed = parse_items([json.dumps(GOOD).encode(), json.dumps(GOOD | {"seq": 4, "osf": 1}).encode()])
+    frame = parsed.readings
+    assert list(frame.columns) == list(schema.FIELD_NAMES)
+    assert str(frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert frame["osf"].tolist()[1] == 1 and pd.isna(frame["osf"].tolist()[0])
+    assert (schema.check_frame(frame) == "").all()
+
+
+def test_payload_splitting():
+    assert split_payload(b'{"a": 1}') == [b'{"a": 1}']
+    assert split_payload(b'[{"a": 1}, {"b": 2}]') == [b'{"a": 1}', b'{"b": 2}']
+    assert split_payload(b"nope") is None and split_payload(b"3") is None
