@@ -15,7 +15,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint format bench lock clean distclean
+.PHONY: help install demo test lint format bench lock clean distclean system-deps
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,8 +33,17 @@ install: $(VENV)/.installed ## Create .venv with the locked dependencies and pre
 demo: install ## Run the main job on the embedded default (no cluster)
 	$(BIN)/predmaint demo
 
-test: lint ## Run the whole test suite (ruff, then pytest)
+test: lint system-deps ## Run the whole test suite (ruff, then pytest)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian packages the tests use for real: the Mosquitto MQTT broker.
+MOSQUITTO := $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null)
+system-deps: ## Install Debian packages the tests need (mosquitto), if missing
+ifeq ($(MOSQUITTO),)
+	@if [ "$$(id -u)" != 0 ]; then echo "mosquitto is missing: run 'sudo apt-get install mosquitto' or make test as root"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto
+endif
 
 lint: install ## ruff check and ruff format --check
 	$(BIN)/ruff check .
