@@ -357,6 +357,59 @@ def store_stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     Console().print(table)
 
 
+def _remote(settings: Any) -> Any:
+    from predmaint.versioning import VersioningError, remote_config
+
+    try:
+        return remote_config(
+            settings.data.remote,
+            gdrive_service_account_json=settings.data.gdrive_service_account_json,
+            s3_endpoint_url=settings.data.s3_endpoint_url,
+            s3_profile=settings.data.s3_profile,
+        )
+    except VersioningError as exc:
+        raise CliError(str(exc), 2) from None
+
+
+@app.command()
+def snapshot(store: StoreOpt = None) -> None:
+    """Version the store's readings with DVC, commit the .dvc file to git, push to the remote.
+
+    Prints the data version as JSON: git commit, DVC hash of readings/, counts, remote.
+    """
+    from predmaint.versioning import VersioningError
+    from predmaint.versioning import snapshot as take_snapshot
+
+    settings = _settings()
+    root = store or settings.ingest.store
+    try:
+        version = take_snapshot(root, _remote(settings))
+    except VersioningError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(json.dumps(version.as_dict()))
+
+
+@app.command()
+def pull(
+    rev: Annotated[
+        str, typer.Option("--rev", help="Snapshot to restore: a commit (or tag) of the store repository.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New directory to restore readings/ into.")],
+    store: StoreOpt = None,
+) -> None:
+    """Restore the readings of an earlier snapshot, byte for byte, from the DVC remote."""
+    from predmaint.versioning import VersioningError
+    from predmaint.versioning import pull as restore
+
+    settings = _settings()
+    root = store or settings.ingest.store
+    try:
+        result = restore(root, rev, out, _remote(settings))
+    except VersioningError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(json.dumps(result))
+
+
 @app.command()
 def demo(
     out_dir: Annotated[

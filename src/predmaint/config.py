@@ -63,6 +63,20 @@ class IngestSettings(_Section):
     )
 
 
+class DataSettings(_Section):
+    """Where DVC snapshots of the store are pushed (see docs/data.md)."""
+
+    remote: str = Field(
+        ".predmaint/dvc-remote",
+        description="A directory (default), gdrive://FOLDER_ID or s3://BUCKET/PATH.",
+    )
+    gdrive_service_account_json: Path | None = Field(
+        None, description="Service-account key file for a gdrive:// remote (kept out of git)."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint, e.g. a MinIO URL.")
+    s3_profile: str | None = Field(None, description="AWS profile with the credentials for an s3:// remote.")
+
+
 class Settings(BaseSettings):
     """All settings of predmaint."""
 
@@ -73,6 +87,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path(".predmaint"), description="Local state (stores, MLflow, DVC remote).")
     simulator: SimulatorSettings = SimulatorSettings()
     ingest: IngestSettings = IngestSettings()
+    data: DataSettings = DataSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -272,8 +272,9 @@ class ReadingStore:
         if self._lock_handle is None:
             return
         try:
-            for partition in sorted(self._touched):
-                self._compact(partition, everything=True)
+            with store_commit_lock(self.root):
+                for partition in sorted(self._touched):
+                    self._compact(partition, everything=True)
         finally:
             self._release()
 
@@ -315,31 +316,32 @@ class ReadingStore:
         repeated = pd.Series(keys).duplicated().to_numpy() | self.index.contains(keys)
         new = readings[~repeated]
         new_keys = keys[~repeated]
-        batch = self._checkpoint.batch + 1
-        partitions: list[Path] = []
-        if len(new):
-            dates = new["timestamp"].dt.strftime("%Y-%m-%d")
-            for date, part in new.groupby(dates, sort=True):
-                partition = self.root / READINGS / f"date={date}"
-                table = pa.Table.from_pandas(part, schema=schema.arrow_schema(), preserve_index=False)
-                atomic_write(partition / f"part-{batch:010d}-{batch:010d}.parquet", _parquet_bytes(table))
-                partitions.append(partition)
-        if dead:
-            lines = "".join(json.dumps(d.as_dict(), ensure_ascii=False) + "\n" for d in dead)
-            atomic_write(self.root / DEAD_LETTER / f"part-{batch:010d}.jsonl", lines.encode("utf-8"))
-        checkpoint = _Checkpoint(batch, {**self._checkpoint.positions, **(positions or {})})
-        atomic_write(
-            self.root / STATE / "checkpoint.json",
-            json.dumps({"batch": checkpoint.batch, "positions": checkpoint.positions}, indent=1).encode(),
-        )
-        self._checkpoint = checkpoint
-        self.index.add(new_keys)
-        for partition in partitions:
-            self._touched.add(partition)
-            try:  # the batch is committed; a failed merge is retried at the next one
-                self._compact(partition, everything=False)
-            except OSError as exc:
-                log.warning("compaction of %s failed (%s); will retry", partition, exc)
+        with store_commit_lock(self.root):
+            batch = self._checkpoint.batch + 1
+            partitions: list[Path] = []
+            if len(new):
+                dates = new["timestamp"].dt.strftime("%Y-%m-%d")
+                for date, part in new.groupby(dates, sort=True):
+                    partition = self.root / READINGS / f"date={date}"
+                    table = pa.Table.from_pandas(part, schema=schema.arrow_schema(), preserve_index=False)
+                    atomic_write(partition / f"part-{batch:010d}-{batch:010d}.parquet", _parquet_bytes(table))
+                    partitions.append(partition)
+            if dead:
+                lines = "".join(json.dumps(d.as_dict(), ensure_ascii=False) + "\n" for d in dead)
+                atomic_write(self.root / DEAD_LETTER / f"part-{batch:010d}.jsonl", lines.encode("utf-8"))
+            checkpoint = _Checkpoint(batch, {**self._checkpoint.positions, **(positions or {})})
+            atomic_write(
+                self.root / STATE / "checkpoint.json",
+                json.dumps({"batch": checkpoint.batch, "positions": checkpoint.positions}, indent=1).encode(),
+            )
+            self._checkpoint = checkpoint
+            self.index.add(new_keys)
+            for partition in partitions:
+                self._touched.add(partition)
+                try:  # the batch is committed; a failed merge is retried at the next one
+                    self._compact(partition, everything=False)
+                except OSError as exc:
+                    log.warning("compaction of %s failed (%s); will retry", partition, exc)
         return CommitResult(batch, len(new), int(repeated.sum()), len(dead))
 
     # --- compaction --------------------------------------------------------------------------
@@ -374,17 +376,24 @@ def iter_dead_letters(root: str | Path, batch: int | None = None) -> Iterator[di
 
 
 @contextmanager
-def _no_store(root: Path) -> Iterator[None]:
-    if not (root / READINGS).is_dir():
-        raise StoreError(f"{root} is not a predmaint store (no {READINGS}/ inside); ingest into it first")
-    yield
+def store_commit_lock(root: Path) -> Iterator[None]:
+    """Exclusive while files change: held by each commit and by a snapshot's `dvc add`."""
+    path = Path(root) / STATE / "commit.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def store_stats(root: str | Path) -> dict[str, Any]:
     """Readings, machines, dead letters and time span of a store (its committed view)."""
     root = Path(root)
-    with _no_store(root):
-        table = open_dataset(root).to_table(columns=["machine_id", "timestamp"])
+    if not (root / READINGS).is_dir():
+        raise StoreError(f"{root} is not a predmaint store (no {READINGS}/ inside); ingest into it first")
+    table = open_dataset(root).to_table(columns=["machine_id", "timestamp"])
     stamps = table.column("timestamp")
     first = pc.min(stamps).as_py() if len(table) else None
     last = pc.max(stamps).as_py() if len(table) else None
