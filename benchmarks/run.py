@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from benchmarks import simulator
+from benchmarks import ingest, simulator
 from benchmarks.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BENCHMARKS = [simulator]
+BENCHMARKS = [simulator, ingest]
 
 
 def main() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -14,63 +12,18 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from predmaint.datasets import to_json_lines
+from predmaint.ingest.broker import LocalBroker
 from predmaint.ingest.runner import run_ingest
 from predmaint.ingest.sources import MqttSource
 from predmaint.ingest.store import ReadingStore, iter_dead_letters, read_store
 
 pytestmark = pytest.mark.integration
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Broker:
-    """A Mosquitto process with persistence, restartable on the same port."""
-
-    def __init__(self, workdir: Path) -> None:
-        if not Path(MOSQUITTO).exists():
-            pytest.skip("mosquitto is not installed (make test installs it: apt-get install mosquitto)")
-        self.port = free_port()
-        self.config = workdir / "mosquitto.conf"
-        (workdir / "data").mkdir()
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
-            f"persistence true\npersistence_location {workdir / 'data'}/\nautosave_interval 1\n"
-            "max_queued_messages 0\n"
-        )
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.config)], stderr=subprocess.PIPE, text=True
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert self.process.poll() is None, self.process.stderr.read()
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()  # mosquitto saves its persistence database on SIGTERM
-            self.process.wait(10)
-            self.process.stderr.close()
 
 
 @pytest.fixture
 def broker(tmp_path):
-    broker = Broker(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
+    with LocalBroker(tmp_path / "broker") as broker:
+        yield broker
 
 
 def publish(port: int, payloads: list[bytes], topic: str = "plant/sensors") -> None:

@@ -334,6 +334,7 @@ class MqttSource(_PushSource):
         self.connected = threading.Event()
         self._messages: queue.Queue[Any] = queue.Queue()
         self._client: Any = None
+        self._closing = False
 
     def _connect(self) -> None:
         import paho.mqtt.client as mqtt
@@ -357,7 +358,8 @@ class MqttSource(_PushSource):
 
         def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
             self.connected.clear()
-            log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason)
+            if not self._closing:
+                log.warning("mqtt: disconnected (%s); reconnecting with backoff", reason)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -375,6 +377,7 @@ class MqttSource(_PushSource):
                 if unit is not None:
                     yield unit
         finally:
+            self._closing = True
             self._client.disconnect()
             self._client.loop_stop()
 

@@ -1,0 +1,95 @@
+"""A local Mosquitto broker for the embedded default (tests, benchmarks, the demo).
+
+In a cluster the broker is a service of its own; on one machine predmaint starts the real
+`mosquitto` from the Debian package on 127.0.0.1 with persistence, so QoS 1 messages queued for
+a persistent session survive a restart of the broker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    """Mosquitto is missing or did not start."""
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary (Debian installs it in /usr/sbin)."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LocalBroker:
+    """Mosquitto on 127.0.0.1, with persistence under `workdir`; restartable on the same port."""
+
+    def __init__(self, workdir: str | Path, port: int | None = None) -> None:
+        """Write the configuration; `start()` runs the broker."""
+        binary = find_mosquitto()
+        if binary is None:
+            raise BrokerError("mosquitto is not installed: apt-get install mosquitto (make test does it)")
+        self.binary = binary
+        self.port = port or free_port()
+        workdir = Path(workdir)
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "user root\n"  # keep the invoking user when started as root (CI), instead of 'mosquitto'
+            "persistence true\n"
+            f"persistence_location {workdir / 'data'}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 0\n"  # no cap on messages queued for an offline session
+        )
+        self.log = workdir / "mosquitto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """mqtt://127.0.0.1:PORT."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> LocalBroker:
+        """Start mosquitto and wait until it accepts connections."""
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise BrokerError(f"mosquitto exited: {self.log.read_text()[-500:]}") from None
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BrokerError(f"mosquitto did not listen on 127.0.0.1:{self.port}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop mosquitto with SIGTERM, which saves its persistence database."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> LocalBroker:
+        """Start on entry."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop on exit."""
+        self.stop()
