@@ -129,7 +129,7 @@ def run() -> tuple[str, list[str]]:
         f"send until all {PUSH_READINGS:,} readings are committed. Floor: `pyarrow.json.read_json` + "
         "`pyarrow.parquet.write_table` of the same file, no validation, dedupe or durability (best of 3).",
         "",
-        "| source | readings | seconds | readings/s | floor readings/s | floor ÷ predmaint |",
+        "| source | readings | seconds | readings/s | floor readings/s | predmaint time ÷ floor time |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, count, seconds, floor_seconds in rows:
