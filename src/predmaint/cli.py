@@ -411,6 +411,74 @@ def pull(
 
 
 @app.command()
+def evaluate(
+    data: Annotated[
+        Path, typer.Option("--data", help="Readings (JSONL, Parquet, contract CSV) or the original AI4I CSV.")
+    ],
+    cv: Annotated[int | None, typer.Option("--cv", min=2, help="Stratified K-fold cross-validation.")] = None,
+    split_method: Annotated[
+        str | None,
+        typer.Option("--split", help="time or stratified (without --cv). [params: training.split]"),
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option("--test-fraction", help="Test share. [params: training.test_fraction]")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="Tuning budget. [params: training.trials]")
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each fold.")] = False,
+) -> None:
+    """Evaluate the full recipe (features, tuning, threshold) on a file, by CV or on a held-out split."""
+    import dataclasses
+
+    from predmaint.datasets import DataError as FileError
+    from predmaint.datasets import read_readings
+    from predmaint.features import DataError
+    from predmaint.schema import ReadingError, check_frame
+    from predmaint.training import cross_validate, fit
+
+    _configure_logging(verbose)
+    settings = _settings()
+    if cv is not None and (split_method is not None or test_fraction is not None):
+        raise CliError("--cv evaluates by folds; --split and --test-fraction apply without it", 2)
+    if split_method not in (None, "time", "stratified"):
+        raise CliError(f"--split must be time or stratified, got {split_method!r}", 2)
+    if test_fraction is not None and not 0 < test_fraction < 1:
+        raise CliError(f"--test-fraction must be between 0 and 1, got {test_fraction}", 2)
+    config = settings.training.recipe()
+    changes = {"split": split_method, "test_fraction": test_fraction, "trials": trials}
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
+    try:
+        frame = read_readings(data)
+        reasons = check_frame(frame)
+        if (reasons != "").any():
+            first = reasons[reasons != ""].iloc[0]
+            raise CliError(f"{data}: {(reasons != '').sum()} invalid reading(s), e.g. {first}")
+        if cv is not None:
+            result = {"data": str(data), "method": f"{cv}-fold stratified CV", "trials": config.trials}
+            result |= cross_validate(frame, config, cv)
+        else:
+            trained = fit(frame, config)
+            result = {
+                "data": str(data),
+                "method": f"{config.split} split, test fraction {config.test_fraction}",
+                "trials": config.trials,
+                "family": trained.family,
+                "params": trained.params,
+            } | trained.test
+    except (FileError, DataError, ReadingError) as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table(title=f"{result['method']} on {data}", show_header=False)
+    for key in ("f1", "recall", "precision", "pr_auc", "roc_auc"):
+        table.add_row(key, f"{result[key]:.3f}")
+    Console().print(table)
+
+
+@app.command()
 def demo(
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Where the demo writes [default: <state_dir>/demo].")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -77,6 +77,35 @@ class DataSettings(_Section):
     s3_profile: str | None = Field(None, description="AWS profile with the credentials for an s3:// remote.")
 
 
+class TrainingSettings(_Section):
+    """The training recipe (see docs/training.md)."""
+
+    horizon: int = Field(
+        0, ge=0, description="0: predict the reading's failure; H: a failure within H steps."
+    )
+    split: Literal["time", "stratified"] = Field("time", description="How train/validation/test are cut.")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of readings (or of time) for the test part."
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share for validation (tuning, threshold)."
+    )
+    trials: int = Field(20, ge=1, description="Optuna trials over both model families.")
+    families: tuple[Literal["random_forest", "xgboost"], ...] = Field(
+        ("random_forest", "xgboost"), min_length=1, description="Model families searched."
+    )
+    rolling_window: int = Field(
+        0, ge=0, description="Per-machine rolling features over this many readings (0: off)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of splits, tuning and models.")
+
+    def recipe(self) -> Any:
+        """The step-logic configuration."""
+        from predmaint.training import TrainingConfig
+
+        return TrainingConfig(**self.model_dump())
+
+
 class Settings(BaseSettings):
     """All settings of predmaint."""
 
@@ -88,6 +117,7 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     ingest: IngestSettings = IngestSettings()
     data: DataSettings = DataSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @classmethod
     def settings_customise_sources(
