@@ -106,6 +106,23 @@ class TrainingSettings(_Section):
         return TrainingConfig(**self.model_dump())
 
 
+class MlflowSettings(_Section):
+    """Tracking, registry and promotion (embedded default: SQLite under .predmaint/)."""
+
+    tracking_uri: str = Field(
+        "sqlite:///.predmaint/mlflow.db", description="MLflow tracking and registry URI."
+    )
+    experiment: str = Field("predmaint", description="Experiment of the training runs.")
+    artifact_location: str | None = Field(
+        ".predmaint/mlartifacts", description="Artifact root of a new experiment."
+    )
+    model_name: str = Field("predictive-maintenance", description="The registered model.")
+    promotion_metric: Literal["f1", "recall", "precision", "pr_auc"] = Field(
+        "f1", description="Metric the promotion gate compares."
+    )
+    promotion_margin: float = Field(0.005, ge=0, description="How much better a challenger must be.")
+
+
 class Settings(BaseSettings):
     """All settings of predmaint."""
 
@@ -118,6 +135,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     data: DataSettings = DataSettings()
     training: TrainingSettings = TrainingSettings()
+    mlflow: MlflowSettings = MlflowSettings()
 
     @classmethod
     def settings_customise_sources(
