@@ -273,6 +273,14 @@ def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION) -> 
     return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
 
 
+def load_version(tracking_uri: str, model_name: str, version: str) -> Bundle:
+    """The prediction bundle of a registered version (for scoring it beside another)."""
+    import mlflow
+
+    _client(tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model().bundle
+
+
 def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
     """The version an alias points at, or None."""
     from mlflow.exceptions import MlflowException
