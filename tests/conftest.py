@@ -51,3 +51,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         names = ", ".join(sorted({report.nodeid for report in skipped}))
         reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped, which CI does not allow: {names}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def local_pipeline(tmp_path, monkeypatch):
+    """A store with one DVC snapshot, settings pointing at SQLite MLflow under tmp_path, and a runner.
+
+    Returns `run()`, which runs the whole `predmaint-training` pipeline through kfp.local and
+    returns the promotion decision; `run.settings` are the settings the pipeline's tasks see.
+    """
+    import threading
+
+    from predmaint.config import load_settings
+    from predmaint.ingest.runner import run_ingest
+    from predmaint.ingest.sources import SimulatorSource
+    from predmaint.ingest.store import ReadingStore
+    from predmaint.retrain import latest_snapshot, run_local
+    from predmaint.versioning import remote_config, snapshot
+
+    monkeypatch.chdir(tmp_path)
+    for key, value in {
+        "PREDMAINT_STATE_DIR": str(tmp_path / "state"),
+        "PREDMAINT_DATA__REMOTE": str(tmp_path / "remote"),
+        "PREDMAINT_MLFLOW__TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "PREDMAINT_MLFLOW__ARTIFACT_LOCATION": str(tmp_path / "mlartifacts"),
+        "PREDMAINT_TRAINING__TRIALS": "2",
+        "PREDMAINT_TRAINING__FAMILIES": '["xgboost"]',
+    }.items():
+        monkeypatch.setenv(key, value)
+    store = tmp_path / "store"
+    with ReadingStore(store) as writer:
+        run_ingest(SimulatorSource(SimulationSpec(machines=20, steps=600, seed=5)), writer, threading.Event())
+    snapshot(store, remote_config(str(tmp_path / "remote")))
+
+    def run() -> dict:
+        return run_local(latest_snapshot(store), store, tmp_path / "kfp")
+
+    run.settings = load_settings()
+    run.store = store
+    return run

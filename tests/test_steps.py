@@ -123,3 +123,25 @@ def test_missing_data_version_and_unusable_data_fail_clearly(tmp_path, data_vers
     healthy.to_parquet(tmp_path / "healthy.parquet")
     with pytest.raises(DataError, match="every labelled reading is healthy"):
         validate_data(str(tmp_path / "healthy.parquet"), str(tmp_path / "r.json"))
+
+
+def test_unreachable_tracking_server_fails_register_clearly(tmp_path, data_version):
+    from predmaint.registry import RegistryError
+
+    store, rev = data_version
+    work = tmp_path / "run"
+    pull_data(str(store), rev, str(work / "readings"))
+    preprocess(str(work / "readings"), str(work / "parts"), CONFIG)
+    tune(str(work / "parts"), str(work / "tuning.json"), CONFIG)
+    train(str(work / "parts"), str(work / "tuning.json"), str(work / "model"), CONFIG)
+    evaluate(str(work / "model"), str(work / "parts"), str(work / "metrics.json"), str(work / "report.html"))
+    unreachable = MlflowSettings(tracking_uri="http://127.0.0.1:9")
+    with pytest.raises(RegistryError, match="http://127.0.0.1:9 is unreachable"):
+        register(
+            str(work / "model"),
+            str(work / "tuning.json"),
+            str(work / "metrics.json"),
+            {},
+            unreachable,
+            CONFIG,
+        )

@@ -478,6 +478,79 @@ def evaluate(
     Console().print(table)
 
 
+pipeline_app = typer.Typer(
+    help="Compile, run locally, or submit the predmaint-training KFP pipeline.", no_args_is_help=True
+)
+app.add_typer(pipeline_app, name="pipeline")
+DataVersionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data-version", help="Snapshot commit of the store to train on [default: the latest snapshot]."
+    ),
+]
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the YAML.")] = None,
+) -> None:
+    """Compile the pipeline to YAML (default: pipelines/training/pipeline.yaml, checked in)."""
+    from predmaint.retrain import PIPELINE_FILE, compile_pipeline
+
+    err.print(f"compiled predmaint-training → {compile_pipeline(out or PIPELINE_FILE)}")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    local: Annotated[
+        bool, typer.Option("--local", help="Run with kfp.local in this environment (required).")
+    ] = False,
+    data_version: DataVersionOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the whole pipeline on one machine with kfp.local (SubprocessRunner, no cluster)."""
+    from predmaint.retrain import PipelineError, latest_snapshot, run_local
+
+    if not local:
+        raise CliError(
+            "only --local runs here; use `predmaint pipeline submit --host URL` for a KFP cluster", 2
+        )
+    settings = _settings()
+    root = store or settings.ingest.store
+    try:
+        version = data_version or latest_snapshot(root)
+        err.print(f"running predmaint-training on data version {version[:12]} of {root} with kfp.local …")
+        decision = run_local(version, root, settings.state_dir / "kfp")
+    except PipelineError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(decision))
+    else:
+        verdict = "promoted to champion" if decision["promoted"] else "not promoted"
+        err.print(f"challenger {verdict}: {decision['reason']} (champion: v{decision['champion_version']})")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    host: Annotated[str, typer.Option("--host", help="KFP API server, e.g. http://localhost:8080.")],
+    experiment: Annotated[str, typer.Option("--experiment", "-e", help="KFP experiment.")] = "predmaint",
+    data_version: DataVersionOpt = None,
+    store: Annotated[
+        str, typer.Option("--store", help="Store path inside the pipeline pods.")
+    ] = "/data/store",
+) -> None:
+    """Submit a run of the compiled pipeline to Kubeflow Pipelines (prints the run id)."""
+    from predmaint.retrain import PipelineError, submit
+
+    if not data_version:
+        raise CliError("--data-version is required for a cluster run (the snapshot commit to train on)", 2)
+    try:
+        typer.echo(submit(host, experiment, data_version, store))
+    except PipelineError as exc:
+        raise CliError(str(exc)) from None
+
+
 @app.command()
 def demo(
     out_dir: Annotated[

@@ -55,10 +55,24 @@ def read_readings_dir(path: str | Path) -> pd.DataFrame:
 
 
 # --- stages ----------------------------------------------------------------------------------
+def _settings() -> Any:
+    from predmaint.config import load_settings
+
+    return load_settings()
+
+
 def pull_data(store: str, rev: str, out_dir: str, remote: Any = None) -> dict[str, Any]:
     """Restore the readings of data version `rev` (a snapshot commit of the store) into `out_dir`."""
-    from predmaint.versioning import VersioningError, pull
+    from predmaint.versioning import VersioningError, pull, remote_config
 
+    if remote is None:
+        data = _settings().data
+        remote = remote_config(
+            data.remote,
+            gdrive_service_account_json=data.gdrive_service_account_json,
+            s3_endpoint_url=data.s3_endpoint_url,
+            s3_profile=data.s3_profile,
+        )
     if not rev:
         raise DataError("no data version given; run `predmaint snapshot` and pass its commit")
     try:
@@ -99,13 +113,14 @@ def validate_data(readings_dir: str, report_path: str) -> dict[str, Any]:
 
 
 def preprocess(
-    readings_dir: str, out_dir: str, config: TrainingConfig, live_fraction: float = 0.1
+    readings_dir: str, out_dir: str, config: TrainingConfig | None = None, live_fraction: float = 0.1
 ) -> dict[str, Any]:
     """Target and leakage-free split into train / validation / test, plus the newest live window.
 
     The live window (the last `live_fraction` of time) is seen by no training step; live_test
     scores champion and challenger on it.
     """
+    config = config or _settings().training.recipe()
     frame = read_readings_dir(readings_dir).reset_index(drop=True)
     frame[TARGET] = target(frame, config.horizon)
     stamps = pd.to_datetime(frame["timestamp"], utc=True)
@@ -143,10 +158,11 @@ def _part(parts_dir: str | Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
     return frame.drop(columns=[TARGET]), frame[TARGET]
 
 
-def tune(parts_dir: str, out_path: str, config: TrainingConfig) -> dict[str, Any]:
+def tune(parts_dir: str, out_path: str, config: TrainingConfig | None = None) -> dict[str, Any]:
     """Optuna search over both model families on the validation part."""
     from predmaint.training import tune as search
 
+    config = config or _settings().training.recipe()
     x_train, y_train = _part(parts_dir, "train")
     x_val, y_val = _part(parts_dir, "validation")
     result = search(
@@ -162,13 +178,16 @@ def tune(parts_dir: str, out_path: str, config: TrainingConfig) -> dict[str, Any
     return _write_json(out_path, asdict(result))
 
 
-def train(parts_dir: str, tuning_path: str, model_dir: str, config: TrainingConfig) -> dict[str, Any]:
+def train(
+    parts_dir: str, tuning_path: str, model_dir: str, config: TrainingConfig | None = None
+) -> dict[str, Any]:
     """Fit the best family on train, choose the threshold on validation, fit failure-mode models."""
     import joblib
 
     from predmaint.model import Bundle
     from predmaint.training import build_model, choose_threshold, fit_mode_models, metrics
 
+    config = config or _settings().training.recipe()
     tuning = _read_json(tuning_path)
     x_train, y_train = _part(parts_dir, "train")
     x_val, y_val = _part(parts_dir, "validation")
@@ -235,13 +254,16 @@ def register(
     tuning_path: str,
     metrics_path: str,
     lineage: dict[str, str],
-    mlflow: Any,
-    config: TrainingConfig,
+    mlflow: Any = None,
+    config: TrainingConfig | None = None,
 ) -> dict[str, Any]:
     """Log the run to MLflow and register the model as a new version with alias `challenger`."""
     from predmaint.registry import log_and_register
     from predmaint.training import Trained
 
+    if mlflow is None or config is None:
+        settings = _settings()
+        mlflow, config = mlflow or settings.mlflow, config or settings.training.recipe()
     bundle = _load_bundle(model_dir)
     tuning = _read_json(tuning_path)
     trained = Trained(
@@ -267,11 +289,12 @@ def register(
     return asdict(registered)
 
 
-def live_test(version: str, parts_dir: str, out_path: str, mlflow: Any) -> dict[str, Any]:
+def live_test(version: str, parts_dir: str, out_path: str, mlflow: Any = None) -> dict[str, Any]:
     """Score the challenger and the current champion on the same test and live data."""
     from predmaint.registry import CHAMPION, alias_version, load_version
     from predmaint.training import metrics
 
+    mlflow = mlflow or _settings().mlflow
     champion_version = alias_version(mlflow.tracking_uri, mlflow.model_name, CHAMPION)
     result: dict[str, Any] = {"challenger_version": version, "champion_version": champion_version}
     challenger = load_version(mlflow.tracking_uri, mlflow.model_name, version)
@@ -296,10 +319,11 @@ def _score(bundle: Any, x: pd.DataFrame, y: pd.Series, metrics: Any) -> dict[str
     return metrics(y, bundle.model.predict_proba(x)[:, 1], bundle.threshold)
 
 
-def promote(live_test_path: str, mlflow: Any) -> dict[str, Any]:
+def promote(live_test_path: str, mlflow: Any = None) -> dict[str, Any]:
     """Apply the promotion gate; move `champion` to the challenger only if it wins."""
     from predmaint.registry import CHAMPION, alias_version, promotion_gate, set_alias
 
+    mlflow = mlflow or _settings().mlflow
     comparison = _read_json(live_test_path)
     datasets = {
         n: (comparison[n]["challenger"], comparison[n]["champion"])
