@@ -142,6 +142,21 @@ def test_whole_pipeline_with_kfp_local_promotes_once(local_pipeline):
             1,
         ),
         (["pipeline", "run", "--local", "--store", "/nonexistent/store"], "has no snapshot yet", 1),
+        (
+            ["step", "live-test", "--parts", "p", "--out", "o"],
+            "give exactly one of --version and --registered",
+            2,
+        ),
+        (
+            ["step", "live-test", "--parts", "p", "--out", "o", "--registered", "/nonexistent.json"],
+            "no version",
+            2,
+        ),
+        (
+            ["step", "validate-data", "--readings", "/nonexistent", "--report", "r.json"],
+            "no such readings",
+            1,
+        ),
     ],
 )
 def test_pipeline_cli_errors(args, message, code):

@@ -551,6 +551,120 @@ def pipeline_submit(
         raise CliError(str(exc)) from None
 
 
+step_app = typer.Typer(
+    help="Run one stage of the training pipeline on plain paths (what dvc.yaml and the components call).",
+    no_args_is_help=True,
+)
+app.add_typer(step_app, name="step")
+PathOpt = Annotated[Path, typer.Option(help="Path.")]
+
+
+def _step(func: Any, *args: Any) -> None:
+    from predmaint.features import DataError
+    from predmaint.registry import RegistryError
+
+    try:
+        result = func(*(str(a) for a in args))
+    except (DataError, RegistryError) as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(json.dumps(result, default=str))
+
+
+@step_app.command("pull-data")
+def step_pull_data(
+    rev: Annotated[str, typer.Option(help="Snapshot commit.")], out: PathOpt, store: StoreOpt = None
+) -> None:
+    """Restore a data version of the store into OUT."""
+    from predmaint.steps import pull_data
+
+    _step(pull_data, store or _settings().ingest.store, rev, out)
+
+
+@step_app.command("validate-data")
+def step_validate_data(readings: PathOpt, report: PathOpt) -> None:
+    """Check readings before training; write a JSON report."""
+    from predmaint.steps import validate_data
+
+    _step(validate_data, readings, report)
+
+
+@step_app.command("preprocess")
+def step_preprocess(readings: PathOpt, out: PathOpt) -> None:
+    """Target and train/validation/test/live split into OUT."""
+    from predmaint.steps import preprocess
+
+    _step(preprocess, readings, out)
+
+
+@step_app.command("tune")
+def step_tune(parts: PathOpt, out: PathOpt) -> None:
+    """Optuna search; write the best family and parameters to OUT (JSON)."""
+    from predmaint.steps import tune
+
+    _step(tune, parts, out)
+
+
+@step_app.command("train")
+def step_train(parts: PathOpt, tuning: PathOpt, out: PathOpt) -> None:
+    """Fit the tuned model, threshold and mode models into OUT."""
+    from predmaint.steps import train
+
+    _step(train, parts, tuning, out)
+
+
+@step_app.command("evaluate")
+def step_evaluate(model: PathOpt, parts: PathOpt, metrics: PathOpt, report: PathOpt) -> None:
+    """Test metrics (JSON) and an HTML report."""
+    from predmaint.steps import evaluate as run
+
+    _step(run, model, parts, metrics, report)
+
+
+@step_app.command("register")
+def step_register(
+    model: PathOpt,
+    tuning: PathOpt,
+    metrics: PathOpt,
+    data_version: Annotated[str, typer.Option(help="Data version tag.")] = "",
+    run_id: Annotated[str, typer.Option(help="Pipeline run id tag.")] = "",
+) -> None:
+    """Register the model in MLflow with alias challenger."""
+    from predmaint.steps import register
+
+    lineage = {"data_version": data_version, "pipeline_run_id": run_id}
+    _step(lambda m, t, x: register(m, t, x, lineage), model, tuning, metrics)
+
+
+@step_app.command("live-test")
+def step_live_test(
+    parts: PathOpt,
+    out: PathOpt,
+    version: Annotated[str | None, typer.Option(help="Challenger version.")] = None,
+    registered: Annotated[
+        Path | None, typer.Option(help="JSON printed by `step register` (has the version).")
+    ] = None,
+) -> None:
+    """Score challenger and champion on the test and live data."""
+    from predmaint.steps import live_test
+
+    if (version is None) == (registered is None):
+        raise CliError("give exactly one of --version and --registered", 2)
+    if registered is not None:
+        try:
+            version = str(json.loads(registered.read_text())["version"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise CliError(f"--registered {registered}: no version in it ({exc})", 2) from None
+    _step(live_test, version, parts, out)
+
+
+@step_app.command("promote")
+def step_promote(comparison: PathOpt) -> None:
+    """Apply the promotion gate to a live-test result."""
+    from predmaint.steps import promote
+
+    _step(promote, comparison)
+
+
 @app.command()
 def demo(
     out_dir: Annotated[

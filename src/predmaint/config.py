@@ -66,6 +66,9 @@ class IngestSettings(_Section):
 class DataSettings(_Section):
     """Where DVC snapshots of the store are pushed (see docs/data.md)."""
 
+    version: str = Field(
+        "HEAD", description="Snapshot `dvc repro` trains on (a store commit; HEAD = latest)."
+    )
     remote: str = Field(
         ".predmaint/dvc-remote",
         description="A directory (default), gdrive://FOLDER_ID or s3://BUCKET/PATH.",
