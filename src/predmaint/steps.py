@@ -181,33 +181,26 @@ def tune(parts_dir: str, out_path: str, config: TrainingConfig | None = None) ->
 def train(
     parts_dir: str, tuning_path: str, model_dir: str, config: TrainingConfig | None = None
 ) -> dict[str, Any]:
-    """Fit the best family on train, choose the threshold on validation, fit failure-mode models."""
+    """Fit the best family on train ∪ validation with an out-of-fold threshold; fit failure-mode models."""
     import joblib
 
     from predmaint.model import Bundle
-    from predmaint.training import build_model, choose_threshold, fit_mode_models, metrics
+    from predmaint.training import fit_final, reference_sample
 
     config = config or _settings().training.recipe()
     tuning = _read_json(tuning_path)
     x_train, y_train = _part(parts_dir, "train")
     x_val, y_val = _part(parts_dir, "validation")
-    model = build_model(
-        tuning["family"], tuning["params"], rolling_window=config.rolling_window, seed=config.seed
+    model, threshold, validation, modes = fit_final(
+        x_train, y_train, x_val, y_val, tuning["family"], tuning["params"], config
     )
-    model.fit(x_train, y_train)
-    val_proba = model.predict_proba(x_val)[:, 1]
-    threshold = choose_threshold(y_val, val_proba)
     bundle = Bundle(
-        model,
-        threshold,
-        fit_mode_models(x_train, x_train, seed=config.seed),
-        tuning["family"],
-        {"params": tuning["params"], "validation": metrics(y_val, val_proba, threshold)},
+        model, threshold, modes, tuning["family"], {"params": tuning["params"], "validation": validation}
     )
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(bundle, out / "bundle.joblib")
-    x_train.sample(min(len(x_train), 3000), random_state=config.seed).sort_index().to_parquet(
+    reference_sample(pd.concat([x_train, x_val]), config.seed).to_parquet(
         out / "reference.parquet", index=False
     )
     return {"family": bundle.family, "threshold": threshold, **bundle.metadata["validation"]}

@@ -2,8 +2,8 @@
 
 Two families, RandomForest and XGBoost, each inside one scikit-learn Pipeline with the physics
 features and the normalisation, so the fitted model takes contract readings. Optuna searches
-both families at once on validation PR-AUC; the decision threshold is then chosen on the
-validation data to maximise F1 on the failure class.
+both families at once on validation PR-AUC; the best configuration is refit on train ∪
+validation with a decision threshold that maximises F1 on out-of-fold probabilities.
 """
 
 from __future__ import annotations
@@ -323,23 +323,60 @@ def fit(
         seed=config.seed,
         on_trial=on_trial,
     )
-    model = build_model(tuning.family, tuning.params, rolling_window=config.rolling_window, seed=config.seed)
-    model.fit(train, y_train)
-    val_proba = model.predict_proba(val)[:, 1]
-    threshold = choose_threshold(y_val, val_proba)
+    model, threshold, validation, mode_models = fit_final(
+        train, y_train, val, y_val, tuning.family, tuning.params, config, with_modes=with_modes
+    )
     test_proba = model.predict_proba(test)[:, 1]
-    reference = train.sample(min(len(train), 3000), random_state=config.seed).sort_index()
+    reference = reference_sample(pd.concat([train, val]), config.seed)
     return Trained(
         model=model,
         threshold=threshold,
         family=tuning.family,
         params=tuning.params,
-        mode_models=fit_mode_models(train, train, seed=config.seed) if with_modes else {},
-        validation=metrics(y_val, val_proba, threshold),
+        mode_models=mode_models,
+        validation=validation,
         test=metrics(y_test, test_proba, threshold),
         tuning=tuning,
         reference=reference,
     )
+
+
+THRESHOLD_FOLDS = 4
+
+
+def reference_sample(frame: pd.DataFrame, seed: int, size: int = 3000) -> pd.DataFrame:
+    """Training readings kept with the model as the drift reference."""
+    return frame.sample(min(len(frame), size), random_state=seed).sort_index()
+
+
+def fit_final(
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    x_val: pd.DataFrame,
+    y_val: pd.Series,
+    family: str,
+    params: dict[str, Any],
+    config: TrainingConfig,
+    *,
+    with_modes: bool = True,
+) -> tuple[Pipeline, float, dict[str, Any], dict[str, Any]]:
+    """The final model on train ∪ validation, its threshold from out-of-fold predictions.
+
+    One small validation set gives a noisy threshold (few failures); out-of-fold probabilities
+    over all training readings give a steadier one, and the model then learns from all of them.
+    Returns the model, the threshold, the out-of-fold metrics and the failure-mode models.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    x = pd.concat([x_train, x_val])
+    y = pd.concat([y_train, y_val])
+    folds = StratifiedKFold(THRESHOLD_FOLDS, shuffle=True, random_state=config.seed)
+    template = build_model(family, params, rolling_window=config.rolling_window, seed=config.seed)
+    oof = cross_val_predict(template, x, y, cv=folds, method="predict_proba")[:, 1]
+    threshold = choose_threshold(y, oof)
+    model = build_model(family, params, rolling_window=config.rolling_window, seed=config.seed).fit(x, y)
+    modes = fit_mode_models(x, x, seed=config.seed) if with_modes else {}
+    return model, threshold, metrics(y, oof, threshold), modes
 
 
 def cross_validate(frame: pd.DataFrame, config: TrainingConfig, folds: int) -> dict[str, Any]:
