@@ -97,7 +97,7 @@ def test_log_register_alias_and_load(tmp_path, trained):
     )
     assert len(children) == 1 and "val_pr_auc" in children[0].data.metrics  # one child run per trial
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
-    assert artifacts == {"plots/confusion_matrix.png", "plots/feature_importance.png"}
+    assert artifacts == {"plots/confusion_matrix.png", "plots/feature_importance.png", "plots/pr_curve.png"}
 
     set_alias(uri, "pm", CHAMPION, "1")
     champion = load_champion(uri, "pm")

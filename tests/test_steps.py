@@ -76,7 +76,10 @@ def test_stages_register_and_promote_only_a_better_model(tmp_path, data_version)
     )
     first = run_stages(tmp_path / "run1", store, rev, mlflow)
     assert first["report"]["readings"] == 12_000 and first["split"]["live"]["readings"] > 0
-    assert "<h1>Evaluation on the test period</h1>" in (tmp_path / "run1" / "report.html").read_text()
+    report_html = (tmp_path / "run1" / "report.html").read_text()
+    assert (
+        "<h1>Evaluation on the test period</h1>" in report_html and "<polyline points='40.0," in report_html
+    )
     assert first["decision"]["promoted"] and first["decision"]["reason"].startswith("no champion yet")
     assert alias_version(mlflow.tracking_uri, mlflow.model_name, CHAMPION) == first["registered"]["version"]
 

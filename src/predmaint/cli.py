@@ -466,7 +466,7 @@ def evaluate(
                 "trials": config.trials,
                 "family": trained.family,
                 "params": trained.params,
-            } | trained.test
+            } | {k: v for k, v in trained.test.items() if k != "pr_curve"}
     except (FileError, DataError, ReadingError) as exc:
         raise CliError(str(exc)) from None
     if as_json:

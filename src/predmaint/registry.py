@@ -249,6 +249,15 @@ def _log_plots(trained: Any) -> None:
     mlflow.log_figure(figure, "plots/confusion_matrix.png")
     plt.close(figure)
 
+    if test.get("pr_curve"):
+        figure, axis = plt.subplots(figsize=(4, 4))
+        axis.plot(test["pr_curve"]["recall"], test["pr_curve"]["precision"])
+        axis.set_xlabel("recall (failure class)")
+        axis.set_ylabel("precision")
+        axis.set_title(f"test PR curve (PR-AUC {test['pr_auc']:.3f})")
+        mlflow.log_figure(figure, "plots/pr_curve.png")
+        plt.close(figure)
+
     classifier = trained.model.named_steps["model"]
     names = trained.model.named_steps["features"].get_feature_names_out()
     importance = pd.Series(classifier.feature_importances_, index=names).sort_values()

@@ -231,6 +231,18 @@ def render_report(bundle: Any, result: dict[str, Any]) -> str:
         if isinstance(value, float)
         else f"<tr><th>{key}</th><td>{value}</td></tr>"
         for key, value in result.items()
+        if key != "pr_curve"
+    )
+    curve = result.get("pr_curve") or {"recall": [], "precision": []}
+    points = " ".join(
+        f"{40 + r * 300:.1f},{320 - p * 300:.1f}"
+        for r, p in zip(curve["recall"], curve["precision"], strict=True)
+    )
+    svg = (
+        "<svg width='360' height='350' role='img' aria-label='precision-recall curve'>"
+        "<rect x='40' y='20' width='300' height='300' fill='none' stroke='#999'/>"
+        f"<polyline points='{points}' fill='none' stroke='#1f77b4' stroke-width='2'/>"
+        "<text x='150' y='345'>recall</text><text x='0' y='15'>precision</text></svg>"
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>predmaint evaluation</title>"
@@ -238,6 +250,7 @@ def render_report(bundle: Any, result: dict[str, Any]) -> str:
         f"<body><h1>Evaluation on the test period</h1><p>Model family: <b>{bundle.family}</b>, "
         f"decision threshold {bundle.threshold:.3f}.</p><table>{rows}</table>"
         "<p>Confusion matrix: tn/fp/fn/tp above; F1, recall and precision are for the failure class.</p>"
+        f"<h2>Precision–recall curve (test)</h2>{svg}"
         "</body></html>"
     )
 

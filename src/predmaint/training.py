@@ -173,7 +173,17 @@ def metrics(y_true: pd.Series | np.ndarray, proba: np.ndarray, threshold: float)
         "tp": int(tp),
         "readings": len(y),
         "failures": int(y.sum()),
+        "pr_curve": _pr_curve(y, proba) if both_classes else None,
     }
+
+
+def _pr_curve(y: np.ndarray, proba: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """The precision–recall curve at `points` recall levels, small enough to keep with the metrics."""
+    precision, recall, _ = precision_recall_curve(y, proba)
+    grid = np.linspace(0, 1, points)
+    order = np.argsort(recall)
+    interpolated = np.interp(grid, recall[order], precision[order])
+    return {"recall": grid.round(4).tolist(), "precision": interpolated.round(4).tolist()}
 
 
 def fit_mode_models(x_train: pd.DataFrame, labels: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
@@ -403,6 +413,7 @@ def cross_validate(frame: pd.DataFrame, config: TrainingConfig, folds: int) -> d
         parts = Split(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))
         trained = fit(frame, config, parts=parts, with_modes=False)
         log.info("fold %d: %s f1=%.3f", fold, trained.family, trained.test["f1"])
-        results.append({"fold": fold, "family": trained.family} | trained.test)
+        fold_metrics = {k: v for k, v in trained.test.items() if k != "pr_curve"}
+        results.append({"fold": fold, "family": trained.family} | fold_metrics)
     keys = ("f1", "recall", "precision", "pr_auc", "roc_auc")
     return {key: float(np.mean([r[key] for r in results])) for key in keys} | {"folds": results}
