@@ -250,3 +250,21 @@ def test_evaluate_refuses_unusable_data(tmp_path, simulate_frame):
         [PREDMAINT, "evaluate", "--data", str(tmp_path / "absent.jsonl")], capture_output=True, text=True
     )
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_rules_ceiling_counts_failures_the_readings_can_explain():
+    from predmaint.training import rules_ceiling
+
+    frame = pd.DataFrame({"hdf": [1, 0, 0, 0, 0], "pwf": [0, 1, 0, 0, 0], "osf": [0, 0, 0, 0, 0]})
+    y = pd.Series([1, 1, 1, 1, 0])  # four failures, two explained by the rules (a TWF, an RNF…)
+    assert rules_ceiling(frame, y) == {"rules_ceiling_recall": 0.5, "rules_ceiling_f1": pytest.approx(2 / 3)}
+    assert rules_ceiling(frame.drop(columns=["osf"]), y) == {}
+
+
+def test_the_real_time_split_ceiling(ai4i):
+    from predmaint.training import rules_ceiling
+
+    last = ai4i.iloc[8000:]
+    ceiling = rules_ceiling(last, last["machine_failure"])
+    assert ceiling["rules_ceiling_recall"] == pytest.approx(28 / 39)
+    assert ceiling["rules_ceiling_f1"] == pytest.approx(0.8358, abs=1e-4)

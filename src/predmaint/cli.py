@@ -473,8 +473,9 @@ def evaluate(
         typer.echo(json.dumps(result))
         return
     table = Table(title=f"{result['method']} on {data}", show_header=False)
-    for key in ("f1", "recall", "precision", "pr_auc", "roc_auc"):
-        table.add_row(key, f"{result[key]:.3f}")
+    for key in ("f1", "recall", "precision", "pr_auc", "roc_auc", "rules_ceiling_f1"):
+        if key in result:
+            table.add_row(key, f"{result[key]:.3f}")
     Console().print(table)
 
 
