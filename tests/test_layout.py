@@ -70,22 +70,28 @@ def test_skaffold_uses_a_current_schema():
     assert yaml.safe_load((REPO / "skaffold.yaml").read_text())["apiVersion"].startswith("skaffold/v4beta")
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_dvc_repro_runs_the_simulate_stage(tmp_path):
-    """`dvc repro` with the real DVC in a fresh repository produces the simulated fleet."""
-    for name in ("dvc.yaml", "params.yaml"):
-        (tmp_path / name).write_text((REPO / name).read_text())
-    params = yaml.safe_load((REPO / "params.yaml").read_text())["simulator"]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def dvc_project(path: Path, **env: str):
+    """Make `path` a git + DVC project with the repository's dvc.yaml; return a shell runner."""
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        (path / name).write_text((REPO / name).read_text())
+    environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env}
 
     def sh(*cmd: str) -> str:
-        result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(cmd, cwd=path, env=environment, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
     sh("git", "init", "-q")
     sh(str(BIN / "dvc"), "init", "-q")
+    return sh
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_dvc_repro_runs_the_simulate_stage(tmp_path):
+    """`dvc repro` with the real DVC in a fresh repository produces the simulated fleet."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["simulator"]
+    sh = dvc_project(tmp_path)
     sh(str(BIN / "dvc"), "repro", "-q", "simulate")
     frame = read_readings(tmp_path / "data" / "simulated" / "readings.parquet")
     assert len(frame) == params["machines"] * params["steps"]
@@ -105,26 +111,11 @@ def test_dvc_repro_runs_the_training_chain(tmp_path, simulate_frame):
     from predmaint.simulator import SimulationSpec
     from predmaint.versioning import remote_config, snapshot
 
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
-        (tmp_path / name).write_text((REPO / name).read_text())
     store = tmp_path / ".predmaint" / "store"
     with ReadingStore(store) as writer:
         run_ingest(SimulatorSource(SimulationSpec(machines=20, steps=600, seed=5)), writer, threading.Event())
     snapshot(store, remote_config(str(tmp_path / ".predmaint" / "dvc-remote")))
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "PREDMAINT_TRAINING__TRIALS": "1",
-        "PREDMAINT_TRAINING__FAMILIES": '["xgboost"]',
-    }
-
-    def sh(*cmd: str) -> str:
-        result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    sh("git", "init", "-q")
-    sh(str(BIN / "dvc"), "init", "-q")
+    sh = dvc_project(tmp_path, PREDMAINT_TRAINING__TRIALS="1", PREDMAINT_TRAINING__FAMILIES='["xgboost"]')
     sh(str(BIN / "dvc"), "repro", "-q", "promote")
     work = tmp_path / "data" / "training"
     decision = json.loads((work / "decision.json").read_text())

@@ -165,16 +165,7 @@ def tune(parts_dir: str, out_path: str, config: TrainingConfig | None = None) ->
     config = config or _settings().training.recipe()
     x_train, y_train = _part(parts_dir, "train")
     x_val, y_val = _part(parts_dir, "validation")
-    result = search(
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        trials=config.trials,
-        families=config.families,
-        rolling_window=config.rolling_window,
-        seed=config.seed,
-    )
+    result = search(x_train, y_train, x_val, y_val, config)
     return _write_json(out_path, asdict(result))
 
 

@@ -109,11 +109,8 @@ def tune(
     y_train: pd.Series,
     x_val: pd.DataFrame,
     y_val: pd.Series,
+    config: TrainingConfig,
     *,
-    trials: int,
-    families: tuple[str, ...] = FAMILIES,
-    rolling_window: int = 0,
-    seed: int = 0,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
 ) -> TuningResult:
     """Search both families with Optuna (TPE, seeded) and keep the best validation PR-AUC."""
@@ -122,6 +119,7 @@ def tune(
     check_labels(y_train, "training")
     check_labels(y_val, "validation")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    families, rolling_window, seed = config.families, config.rolling_window, config.seed
     positive_share = float(y_train.mean())
     records: list[dict[str, Any]] = []
 
@@ -140,7 +138,7 @@ def tune(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     for family in families:  # every family gets at least one trial before TPE takes over
         study.enqueue_trial({"family": family})
-    study.optimize(objective, n_trials=trials)
+    study.optimize(objective, n_trials=config.trials)
     best = records[study.best_trial.number]
     return TuningResult(best["family"], best["params"], best["val_pr_auc"], records)
 
@@ -322,17 +320,7 @@ def fit(
     train, val, test = (frame.iloc[p] for p in (parts.train, parts.validation, parts.test))
     y_train, y_val, y_test = (y.iloc[p] for p in (parts.train, parts.validation, parts.test))
     check_labels(y_test, "test")
-    tuning = tune(
-        train,
-        y_train,
-        val,
-        y_val,
-        trials=config.trials,
-        families=config.families,
-        rolling_window=config.rolling_window,
-        seed=config.seed,
-        on_trial=on_trial,
-    )
+    tuning = tune(train, y_train, val, y_val, config, on_trial=on_trial)
     model, threshold, validation, mode_models = fit_final(
         train, y_train, val, y_val, tuning.family, tuning.params, config, with_modes=with_modes
     )
