@@ -667,6 +667,27 @@ def step_promote(comparison: PathOpt) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="gunicorn worker processes.")] = 2,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between checks of the champion alias.")
+    ] = 10.0,
+) -> None:
+    """Serve POST /predict with gunicorn, following the registry's champion."""
+    import os
+
+    if not poll > 0:
+        raise CliError(f"--poll must be a positive number of seconds, got {poll}", 2)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    env = {**os.environ, "PREDMAINT_SERVE_POLL_SECONDS": str(poll)}
+    command = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers), "serving.wsgi:app"]
+    err.print(f"serving on http://{host}:{port}/predict with {workers} worker(s); Ctrl-C to stop")
+    os.execve(command[0], command, env)
+
+
+@app.command()
 def demo(
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Where the demo writes [default: <state_dir>/demo].")

@@ -1,0 +1,1 @@
+"""The Flask prediction service: `create_app()` is thin glue over `predmaint.model.predict_readings`."""

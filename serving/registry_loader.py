@@ -1,0 +1,63 @@
+"""Follow the registry alias: load the champion at start, swap it in whenever the alias moves."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from serving.app import LoadedModel, ModelHolder
+
+log = logging.getLogger(__name__)
+
+
+def follow_alias(
+    holder: ModelHolder,
+    *,
+    tracking_uri: str,
+    model_name: str,
+    alias: str = "champion",
+    interval: float = 10.0,
+    stop: threading.Event | None = None,
+) -> threading.Thread:
+    """Start a daemon thread that polls `alias` and swaps in each new version it points at.
+
+    A registry outage keeps the loaded model in service; the thread logs and tries again.
+    """
+    stop = stop or threading.Event()
+
+    def check_once() -> None:
+        from predmaint.registry import alias_version, load_version
+
+        version = alias_version(tracking_uri, model_name, alias)
+        current = holder.current
+        if version is None or (current is not None and current.version == version):
+            return
+        bundle = load_version(tracking_uri, model_name, version)
+        holder.swap(LoadedModel(bundle, version, {"name": model_name, "alias": alias, **_lineage(bundle)}))
+        log.info("serving %s version %s", model_name, version)
+
+    def loop() -> None:
+        while True:
+            try:
+                check_once()
+            except Exception as exc:  # noqa: BLE001 - any registry failure: keep serving, retry later
+                log.warning(
+                    "registry check failed (%s); still serving %s",
+                    exc,
+                    holder.current and holder.current.version,
+                )
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, name="follow-champion", daemon=True)
+    thread.start()
+    return thread
+
+
+def _lineage(bundle: Any) -> dict[str, Any]:
+    keys = ("data_version", "pipeline_run_id", "git_commit")
+    lineage = {key: bundle.metadata[key] for key in keys if key in bundle.metadata}
+    if "test" in bundle.metadata:
+        lineage["test_metrics"] = {k: v for k, v in bundle.metadata["test"].items() if k != "pr_curve"}
+    return lineage

@@ -1,0 +1,124 @@
+"""`predmaint serve`: real gunicorn on 127.0.0.1 following the registry's champion without downtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from predmaint.ingest.broker import free_port
+from predmaint.registry import CHAMPION, log_and_register, set_alias
+from predmaint.training import TrainingConfig, fit
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+READING = {
+    "machine_id": "M0001",
+    "seq": 1,
+    "timestamp": "2026-01-01T00:01:00Z",
+    "product_type": "M",
+    "air_temperature_k": 300.2,
+    "process_temperature_k": 310.1,
+    "rotational_speed_rpm": 1500,
+    "torque_nm": 41.0,
+    "tool_wear_min": 120,
+}
+
+
+def post(url: str, body: object) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    data = simulate_frame(machines=20, steps=300, seed=4)
+    trained = fit(data, TrainingConfig(trials=1, families=("xgboost",)), with_modes=True)
+
+    def register() -> str:
+        registered = log_and_register(
+            trained,
+            tracking_uri=uri,
+            experiment="serve",
+            model_name="pm",
+            tags={"data_version": "test"},
+            artifact_location=str(tmp_path / "artifacts"),
+        )
+        return registered.version
+
+    set_alias(uri, "pm", CHAMPION, register())
+    port = free_port()
+    env = {**os.environ, "PREDMAINT_MLFLOW__TRACKING_URI": uri, "PREDMAINT_MLFLOW__MODEL_NAME": "pm"}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "predmaint"),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--poll",
+            "0.5",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "the service never became ready"
+            time.sleep(0.3)
+        status, body = post(f"{base}/predict", READING)
+        assert status == 200 and body["predictions"][0]["model_version"] == "1"
+
+        answers: list[tuple[int, str | None]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                code, payload = post(f"{base}/predict", READING)
+                answers.append((code, payload.get("predictions", [{}])[0].get("model_version")))
+
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for client in clients:
+            client.start()
+        time.sleep(1)
+        set_alias(uri, "pm", CHAMPION, register())  # a new champion while requests flow
+        promoted_at = time.monotonic()
+        while time.monotonic() - promoted_at < 30:
+            if sum(1 for _, version in answers[-20:] if version == "2") == 20:
+                break
+            time.sleep(0.2)
+        stop.set()
+        for client in clients:
+            client.join(10)
+        assert all(code == 200 for code, _ in answers), {code for code, _ in answers}
+        assert {version for _, version in answers} == {"1", "2"}
+        assert answers[-1][1] == "2"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
