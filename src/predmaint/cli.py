@@ -557,7 +557,18 @@ step_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(step_app, name="step")
-PathOpt = Annotated[Path, typer.Option(help="Path.")]
+ReadingsPath = Annotated[Path, typer.Option(help="Readings: a store's readings/ directory or a file.")]
+PartsPath = Annotated[
+    Path, typer.Option(help="Directory of train/validation/test/live parts (step preprocess).")
+]
+TuningPath = Annotated[Path, typer.Option(help="Tuning result JSON (written by step tune).")]
+ModelPath = Annotated[Path, typer.Option(help="Model directory (written by step train).")]
+MetricsPath = Annotated[Path, typer.Option(help="Test metrics JSON (written by step evaluate).")]
+ReportPath = Annotated[
+    Path, typer.Option(help="Report to write (JSON for validate-data, HTML for evaluate).")
+]
+OutPath = Annotated[Path, typer.Option(help="Where this step writes its output.")]
+ComparisonPath = Annotated[Path, typer.Option(help="Live-test result JSON (written by step live-test).")]
 
 
 def _step(func: Any, *args: Any) -> None:
@@ -573,7 +584,7 @@ def _step(func: Any, *args: Any) -> None:
 
 @step_app.command("pull-data")
 def step_pull_data(
-    rev: Annotated[str, typer.Option(help="Snapshot commit.")], out: PathOpt, store: StoreOpt = None
+    rev: Annotated[str, typer.Option(help="Snapshot commit.")], out: OutPath, store: StoreOpt = None
 ) -> None:
     """Restore a data version of the store into OUT."""
     from predmaint.steps import pull_data
@@ -582,7 +593,7 @@ def step_pull_data(
 
 
 @step_app.command("validate-data")
-def step_validate_data(readings: PathOpt, report: PathOpt) -> None:
+def step_validate_data(readings: ReadingsPath, report: ReportPath) -> None:
     """Check readings before training; write a JSON report."""
     from predmaint.steps import validate_data
 
@@ -590,7 +601,7 @@ def step_validate_data(readings: PathOpt, report: PathOpt) -> None:
 
 
 @step_app.command("preprocess")
-def step_preprocess(readings: PathOpt, out: PathOpt) -> None:
+def step_preprocess(readings: ReadingsPath, out: OutPath) -> None:
     """Target and train/validation/test/live split into OUT."""
     from predmaint.steps import preprocess
 
@@ -598,7 +609,7 @@ def step_preprocess(readings: PathOpt, out: PathOpt) -> None:
 
 
 @step_app.command("tune")
-def step_tune(parts: PathOpt, out: PathOpt) -> None:
+def step_tune(parts: PartsPath, out: OutPath) -> None:
     """Optuna search; write the best family and parameters to OUT (JSON)."""
     from predmaint.steps import tune
 
@@ -606,7 +617,7 @@ def step_tune(parts: PathOpt, out: PathOpt) -> None:
 
 
 @step_app.command("train")
-def step_train(parts: PathOpt, tuning: PathOpt, out: PathOpt) -> None:
+def step_train(parts: PartsPath, tuning: TuningPath, out: OutPath) -> None:
     """Fit the tuned model, threshold and mode models into OUT."""
     from predmaint.steps import train
 
@@ -614,7 +625,7 @@ def step_train(parts: PathOpt, tuning: PathOpt, out: PathOpt) -> None:
 
 
 @step_app.command("evaluate")
-def step_evaluate(model: PathOpt, parts: PathOpt, metrics: PathOpt, report: PathOpt) -> None:
+def step_evaluate(model: ModelPath, parts: PartsPath, metrics: MetricsPath, report: ReportPath) -> None:
     """Test metrics (JSON) and an HTML report."""
     from predmaint.steps import evaluate as run
 
@@ -623,9 +634,9 @@ def step_evaluate(model: PathOpt, parts: PathOpt, metrics: PathOpt, report: Path
 
 @step_app.command("register")
 def step_register(
-    model: PathOpt,
-    tuning: PathOpt,
-    metrics: PathOpt,
+    model: ModelPath,
+    tuning: TuningPath,
+    metrics: MetricsPath,
     data_version: Annotated[str, typer.Option(help="Data version tag.")] = "",
     run_id: Annotated[str, typer.Option(help="Pipeline run id tag.")] = "",
 ) -> None:
@@ -638,8 +649,8 @@ def step_register(
 
 @step_app.command("live-test")
 def step_live_test(
-    parts: PathOpt,
-    out: PathOpt,
+    parts: PartsPath,
+    out: OutPath,
     version: Annotated[str | None, typer.Option(help="Challenger version.")] = None,
     registered: Annotated[
         Path | None, typer.Option(help="JSON printed by `step register` (has the version).")
@@ -659,7 +670,7 @@ def step_live_test(
 
 
 @step_app.command("promote")
-def step_promote(comparison: PathOpt) -> None:
+def step_promote(comparison: ComparisonPath) -> None:
     """Apply the promotion gate to a live-test result."""
     from predmaint.steps import promote
 
