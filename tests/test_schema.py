@@ -10,17 +10,7 @@ import pytest
 from predmaint import schema
 from predmaint.schema import ReadingError, check_frame, validate_reading
 
-GOOD = {
-    "machine_id": "M0001",
-    "seq": 0,
-    "timestamp": "2026-01-01T00:00:00Z",
-    "product_type": "L",
-    "air_temperature_k": 298.1,
-    "process_temperature_k": 308.6,
-    "rotational_speed_rpm": 1551,
-    "torque_nm": 42.8,
-    "tool_wear_min": 0,
-}
+GOOD = schema.EXAMPLE_READING
 
 
 def test_a_good_reading_passes_unchanged_with_or_without_labels():

@@ -6,21 +6,12 @@ import json
 
 import pytest
 
+from predmaint import schema
 from predmaint.model import Bundle
 from predmaint.training import build_model, fit_mode_models
 from serving.app import LoadedModel, create_app
 
-GOOD = {
-    "machine_id": "M0001",
-    "seq": 7,
-    "timestamp": "2026-01-01T00:07:00Z",
-    "product_type": "L",
-    "air_temperature_k": 298.1,
-    "process_temperature_k": 308.6,
-    "rotational_speed_rpm": 1551,
-    "torque_nm": 42.8,
-    "tool_wear_min": 0,
-}
+GOOD = schema.EXAMPLE_READING
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,19 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("rnf", "flag", "Random failure.", required=False),
 )
 
+EXAMPLE_READING: dict[str, Any] = {
+    "machine_id": "M0001",
+    "seq": 0,
+    "timestamp": "2026-01-01T00:00:00Z",
+    "product_type": "L",
+    "air_temperature_k": 298.1,
+    "process_temperature_k": 308.6,
+    "rotational_speed_rpm": 1551,
+    "torque_nm": 42.8,
+    "tool_wear_min": 0,
+}
+"""A valid reading (sensor values of the AI4I file's first row), for documentation, clients and tests."""
+
 FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
