@@ -1,4 +1,4 @@
-"""`create_app()`: POST /predict, GET /health, GET /ready, GET /model.
+"""`create_app()`: POST /predict, GET /health, /ready, /model, /metrics, /openapi.json.
 
 The model is loaded once (from the registry alias or a bundle given in the config) and held by a
 `ModelHolder`, whose reference is swapped atomically when a new model arrives, so a request
@@ -8,12 +8,19 @@ always uses one whole model. Input is checked against the reading contract; ever
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from serving import metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "MAX_BATCH": 1000,  # readings per request
@@ -22,6 +29,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "BUNDLE": None,  # a predmaint.model.Bundle to serve instead of the registry's champion
     "MODEL_VERSION": "local",
     "MODEL_INFO": {},
+    "PREDICTION_LOG": None,  # a predmaint.predlog.PredictionLog, or None for no log
 }
 
 
@@ -51,6 +59,8 @@ class ModelHolder:
         """Put a new model in service."""
         with self._lock:
             self._current = model
+        metrics.MODEL_VERSION.set(metrics.numeric_version(model.version))
+        metrics.MODEL_SWAPS.inc()
 
 
 class BadInput(Exception):
@@ -65,60 +75,85 @@ class BadInput(Exception):
 api = Blueprint("api", __name__)
 
 
-def _readings_from_request() -> list[dict[str, Any]]:
-    from predmaint.schema import FIELD_NAMES, ReadingError, validate_reading
+def _readings_from_request() -> pd.DataFrame:
+    """The request's readings as a contract DataFrame, or a `BadInput` naming the problem."""
+    from predmaint.ingest.parse import parse_items, split_payload
 
     if not request.is_json:
         raise BadInput("send Content-Type: application/json with a reading or a list of readings", 415)
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise BadInput("the body is empty or not valid JSON")
-    items = payload if isinstance(payload, list) else [payload]
+    body = request.get_data(cache=False)
+    if not body.strip():
+        raise BadInput("the body is empty or not valid JSON; send a reading or a list of readings")
+    items = split_payload(body)
+    if items is None:
+        _explain_unparsable(body)
     if not items:
         raise BadInput("the list of readings is empty")
     limit = current_app.config["MAX_BATCH"]
     if len(items) > limit:
         raise BadInput(f"{len(items)} readings in one request; the limit is {limit}", 413)
-    readings = []
-    for index, item in enumerate(items):
+    is_list = body.lstrip()[:1] == b"["
+    parsed = parse_items(items, [str(i) for i in range(len(items))] if is_list else None)
+    if parsed.dead_letters:
+        first = parsed.dead_letters[0]
+        where = f"reading {first.position}: " if is_list else ""
+        raise BadInput(f"{where}{first.reason}", 422, _field_of(first.reason))
+    return parsed.readings
+
+
+def _explain_unparsable(body: bytes) -> None:
+    """Raise the most useful `BadInput` for a body msgspec would not split into readings."""
+    from predmaint.schema import ReadingError, validate_reading
+
+    try:
+        payload = json.loads(body.decode("utf-8"))  # accepts NaN/Infinity, so their field can be named
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"the body is empty or not valid JSON: {exc.msg} at character {exc.pos}") from None
+    is_list = isinstance(payload, list)
+    for index, item in enumerate(payload if is_list else [payload]):
         try:
-            readings.append(validate_reading(item))
+            validate_reading(item)
         except ReadingError as exc:
-            where = f"reading {index}: " if isinstance(payload, list) else ""
-            name = str(exc).split(":", 1)[0]
-            raise BadInput(f"{where}{exc}", 422, name if name in FIELD_NAMES else None) from None
-    return readings
+            where = f"reading {index}: " if is_list else ""
+            raise BadInput(f"{where}{exc}", 422, _field_of(str(exc))) from None
+    raise BadInput("the body is not valid JSON (NaN and Infinity are not JSON numbers)")
+
+
+def _field_of(reason: str) -> str | None:
+    """The field a contract message is about ("torque_nm: …", "missing field(s): seq, …")."""
+    from predmaint.schema import FIELD_NAMES
+
+    head, _, rest = reason.partition(":")
+    if head in FIELD_NAMES:
+        return head
+    if head in ("missing field(s)", "unknown field(s)"):
+        return rest.split(",")[0].strip() or None
+    return None
 
 
 @api.post("/predict")
 def predict() -> Any:
     """Explained failure predictions for one reading or a list of readings."""
-    import pandas as pd
-
-    from predmaint.model import predict_readings
+    from predmaint.model import answers, predict_readings
 
     readings = _readings_from_request()
     model = current_app.extensions["predmaint.models"].current
     if model is None:
         return jsonify(error="no model is loaded yet; retry when /ready answers 200"), 503
-    frame = pd.DataFrame(readings)
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    out = predict_readings(model.bundle, frame, explain=current_app.config["EXPLAIN"])
-    results = []
-    for reading, row in zip(readings, out.to_dict("records"), strict=True):
-        result = {
-            "machine_id": reading["machine_id"],
-            "seq": reading["seq"],
-            "failure_probability": round(float(row["failure_probability"]), 6),
-            "failure": bool(row["failure"]),
-            "failure_modes": {k[2:]: round(float(v), 6) for k, v in row.items() if k.startswith("p_")},
-            "model_version": model.version,
-        }
-        if "top_features" in row:
-            import json
+    predicted = predict_readings(model.bundle, readings, explain=current_app.config["EXPLAIN"])
+    results = answers(readings, predicted, model.version)
+    failures = int(predicted["failure"].sum())
+    if failures:
+        metrics.PREDICTIONS.labels("failure").inc(failures)
+    if len(results) > failures:
+        metrics.PREDICTIONS.labels("no_failure").inc(len(results) - failures)
+    prediction_log = current_app.config["PREDICTION_LOG"]
+    if prediction_log is not None:
+        from predmaint.predlog import now_iso, records
 
-            result["top_features"] = json.loads(row["top_features"])
-        results.append(result)
+        prediction_log.append(records(readings, results, now_iso()))
     return jsonify(predictions=results)
 
 
@@ -148,6 +183,28 @@ def model_info() -> Any:
     )
 
 
+@api.get("/metrics")
+def prometheus_metrics() -> Any:
+    """Prometheus metrics of all workers."""
+    body, content_type = metrics.render()
+    return current_app.response_class(body, mimetype=None, content_type=content_type)
+
+
+@api.get("/openapi.json")
+def openapi() -> Any:
+    """The API described in OpenAPI 3.0, with this service's limits."""
+    from serving.openapi import openapi_document
+
+    return jsonify(
+        openapi_document(current_app.config["MAX_BATCH"], current_app.config["MAX_CONTENT_LENGTH"])
+    )
+
+
+def _endpoint_label() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the service; with `BUNDLE` in `config` it serves that model at once."""
     app = Flask(__name__)
@@ -161,6 +218,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         )
     app.register_blueprint(api)
 
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        endpoint = _endpoint_label()
+        status = str(response.status_code)
+        metrics.REQUESTS.labels(endpoint, request.method, status).inc()
+        if response.status_code >= 400:
+            metrics.ERRORS.labels(status).inc()
+        if "started" in g:
+            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - g.started)
+        return response
+
     @app.errorhandler(BadInput)
     def bad_input(exc: BadInput) -> Any:
         body = {"error": exc.message}
@@ -170,6 +242,31 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.description or exc.name), exc.code
+        response = exc.get_response()  # keeps headers such as Allow on a 405
+        response.set_data(json.dumps({"error": exc.description or exc.name}))
+        response.content_type = "application/json"
+        return response
 
     return app
+
+
+def create_app_from_settings(serving: Any) -> Flask:
+    """The service as `predmaint.config.ServingSettings` describe it (limits, explanations, log)."""
+    prediction_log = None
+    if serving.prediction_log is not None:
+        from predmaint.predlog import PredictionLog
+
+        prediction_log = PredictionLog(
+            serving.prediction_log,
+            serving.prediction_log_format,
+            serving.prediction_log_flush_seconds,
+            on_flush=metrics.record_log_flush,
+        )
+    return create_app(
+        {
+            "MAX_BATCH": serving.max_batch,
+            "MAX_CONTENT_LENGTH": serving.max_body_bytes,
+            "EXPLAIN": serving.explain,
+            "PREDICTION_LOG": prediction_log,
+        }
+    )

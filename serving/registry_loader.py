@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
+from serving import metrics
 from serving.app import LoadedModel, ModelHolder
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,11 @@ def follow_alias(
         while True:
             try:
                 check_once()
+                metrics.REGISTRY_UP.set(1)
+                metrics.REGISTRY_LAST_SUCCESS.set(time.time())
             except Exception as exc:  # noqa: BLE001 - any registry failure: keep serving, retry later
+                metrics.REGISTRY_UP.set(0)
+                metrics.REGISTRY_ERRORS.inc()
                 log.warning(
                     "registry check failed (%s); still serving %s",
                     exc,

@@ -33,6 +33,17 @@ def ai4i() -> pd.DataFrame:
     return load_ai4i()
 
 
+@pytest.fixture(scope="session")
+def served_bundle():
+    """A small XGBoost bundle with failure-mode models, as the service loads it."""
+    from predmaint.model import Bundle
+    from predmaint.training import build_model, fit_mode_models
+
+    data = _simulate_frame(machines=20, steps=300, seed=3)
+    model = build_model("xgboost", {"n_estimators": 60, "max_depth": 4}).fit(data, data["machine_failure"])
+    return Bundle(model, 0.5, fit_mode_models(data, data), "xgboost")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's PREDMAINT_* environment."""

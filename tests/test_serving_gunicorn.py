@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from predmaint.ingest.broker import free_port
+from predmaint.predlog import read_predictions
 from predmaint.registry import CHAMPION, log_and_register, set_alias
 from predmaint.training import TrainingConfig, fit
 
@@ -45,8 +46,47 @@ def post(url: str, body: object) -> tuple[int, dict]:
             return error.code, json.loads(error.read())
 
 
-def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def wait_until_ready(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, f"{url} never answered 200"
+        time.sleep(0.3)
+
+
+def start_tracking_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """A real MLflow tracking server on loopback, so the test can take the registry away."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    wait_until_ready(f"{uri}/health", server)
+    return server, uri
+
+
+def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an outage shows at the next check
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    tracking, uri = start_tracking_server(tmp_path)
     data = simulate_frame(machines=20, steps=300, seed=4)
     trained = fit(data, TrainingConfig(trials=1, families=("xgboost",)), with_modes=True)
 
@@ -63,7 +103,13 @@ def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame
 
     set_alias(uri, "pm", CHAMPION, register())
     port = free_port()
-    env = {**os.environ, "PREDMAINT_MLFLOW__TRACKING_URI": uri, "PREDMAINT_MLFLOW__MODEL_NAME": "pm"}
+    env = {
+        **os.environ,
+        "PREDMAINT_MLFLOW__TRACKING_URI": uri,
+        "PREDMAINT_MLFLOW__MODEL_NAME": "pm",
+        "PREDMAINT_SERVING__PREDICTION_LOG": str(tmp_path / "predictions"),
+        "PREDMAINT_SERVING__PREDICTION_LOG_FLUSH_SECONDS": "0.5",
+    }
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "predmaint"),
@@ -82,16 +128,7 @@ def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the service never became ready"
-            time.sleep(0.3)
+        wait_until_ready(f"{base}/ready", server)
         status, body = post(f"{base}/predict", READING)
         assert status == 200 and body["predictions"][0]["model_version"] == "1"
 
@@ -119,6 +156,45 @@ def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame
         assert all(code == 200 for code, _ in answers), {code for code, _ in answers}
         assert {version for _, version in answers} == {"1", "2"}
         assert answers[-1][1] == "2"
+
+        text = scrape(f"{base}/metrics")  # both workers, summed by the multiprocess collector
+        assert sample(text, "predmaint_requests_total", endpoint="/predict", status="200") == len(answers) + 1
+        assert {v for (n, labels), v in text.items() if n == "predmaint_model_version"} == {2.0}
+        assert sample(text, "predmaint_registry_errors_total") == 0
+
+        tracking.terminate()  # the registry goes away
+        tracking.wait(30)
+        time.sleep(3)
+        text = scrape(f"{base}/metrics")
+        assert sample(text, "predmaint_registry_errors_total") > 0
+        assert {v for (n, labels), v in text.items() if n == "predmaint_registry_up"} == {0.0}
+        status, body = post(f"{base}/predict", READING)
+        assert status == 200 and body["predictions"][0]["model_version"] == "2"  # still serving
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+        tracking.terminate()
+        tracking.wait(30)
+    logged = read_predictions(tmp_path / "predictions")  # flushed by each worker at exit
+    assert len(logged) == len(answers) + 2
+    assert set(logged["model_version"]) == {"1", "2"}
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (n, found), value in samples.items()
+        if n == name and all((k, v) in found for k, v in labels.items())
+    )

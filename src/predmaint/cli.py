@@ -679,22 +679,54 @@ def step_promote(comparison: ComparisonPath) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to bind.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="gunicorn worker processes.")] = 2,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind. [params: serving.host]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port to bind. [params: serving.port]")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", min=1, help="gunicorn worker processes. [params]")
+    ] = None,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between checks of the champion alias.")
-    ] = 10.0,
+        float | None,
+        typer.Option(
+            "--poll", help="Seconds between checks of the champion alias. [params: serving.poll_seconds]"
+        ),
+    ] = None,
 ) -> None:
-    """Serve POST /predict with gunicorn, following the registry's champion."""
-    import os
+    """Serve POST /predict, /metrics and the shop-floor page with gunicorn, following the champion.
 
-    if not poll > 0:
+    Other settings (batch and body limits, explanations, the prediction log) come from the
+    `serving` section of params.yaml or PREDMAINT_SERVING__* variables.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    if poll is not None and not poll > 0:
         raise CliError(f"--poll must be a positive number of seconds, got {poll}", 2)
+    settings = _settings().serving
+    host, port = host or settings.host, port or settings.port
+    workers = workers or settings.workers
+    metrics_dir = Path(tempfile.gettempdir()) / f"predmaint-metrics-{port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # counters start at zero with each service
+    metrics_dir.mkdir(parents=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    if poll is not None:
+        env["PREDMAINT_SERVING__POLL_SECONDS"] = str(poll)
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    env = {**os.environ, "PREDMAINT_SERVE_POLL_SECONDS": str(poll)}
-    command = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers), "serving.wsgi:app"]
-    err.print(f"serving on http://{host}:{port}/predict with {workers} worker(s); Ctrl-C to stop")
+    command = [
+        str(gunicorn),
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--config",
+        "python:serving.gunicorn_conf",
+        "serving.wsgi:app",
+    ]
+    err.print(f"serving on http://{host}:{port}/ (POST /predict) with {workers} worker(s); Ctrl-C to stop")
     os.execve(command[0], command, env)
 
 

@@ -126,6 +126,28 @@ class MlflowSettings(_Section):
     promotion_margin: float = Field(0.005, ge=0, description="How much better a challenger must be.")
 
 
+class ServingSettings(_Section):
+    """The prediction service (`predmaint serve`, see docs/serving.md)."""
+
+    host: str = Field("127.0.0.1", description="Address gunicorn binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port gunicorn binds.")
+    workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    poll_seconds: float = Field(10.0, gt=0, description="Seconds between checks of the champion alias.")
+    max_batch: int = Field(1000, ge=1, description="Readings per /predict request (413 above).")
+    max_body_bytes: int = Field(2 << 20, ge=1024, description="Largest /predict body accepted (413 above).")
+    explain: bool = Field(True, description="Top contributing features in every answer.")
+    prediction_log: Path | None = Field(
+        Path(".predmaint/predictions"),
+        description="Directory of the prediction log the drift check reads (null: no log).",
+    )
+    prediction_log_format: Literal["jsonl", "parquet"] = Field(
+        "jsonl", description="jsonl: appended, readable at once; parquet: one compact file per flush."
+    )
+    prediction_log_flush_seconds: float = Field(
+        2.0, gt=0, description="Longest a prediction waits in memory before it is written."
+    )
+
+
 class Settings(BaseSettings):
     """All settings of predmaint."""
 
@@ -139,6 +161,7 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    serving: ServingSettings = ServingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -57,6 +57,30 @@ def predict_readings(
     return out
 
 
+def answers(readings: pd.DataFrame, predicted: pd.DataFrame, model_version: str) -> list[dict[str, Any]]:
+    """JSON-ready answers, one per reading: what the service returns and the web page shows."""
+    proba = predicted["failure_probability"].to_numpy()
+    failure = predicted["failure"].to_numpy()
+    modes = [(c[2:], predicted[c].to_numpy()) for c in predicted.columns if c.startswith("p_")]
+    reasons = predicted["top_features"].tolist() if "top_features" in predicted.columns else None
+    out = []
+    for i, (machine, seq) in enumerate(
+        zip(readings["machine_id"].tolist(), readings["seq"].tolist(), strict=True)
+    ):
+        answer: dict[str, Any] = {
+            "machine_id": machine,
+            "seq": int(seq),
+            "failure_probability": round(float(proba[i]), 6),
+            "failure": bool(failure[i]),
+            "failure_modes": {mode: round(float(values[i]), 6) for mode, values in modes},
+            "model_version": model_version,
+        }
+        if reasons is not None:
+            answer["top_features"] = json.loads(reasons[i])
+        out.append(answer)
+    return out
+
+
 class FailureModel(PythonModel):  # type: ignore[misc,valid-type]
     """MLflow pyfunc: contract readings in, `predict_readings` out."""
 

@@ -1,0 +1,228 @@
+"""The prediction log: every answer of the service, kept for drift checks and the fleet view.
+
+A request only appends its records to an in-memory buffer; a background thread writes the buffer
+every `flush_seconds` (and at exit). Each process writes its own files, named by host and pid, so
+gunicorn workers never share one. Files are partitioned by UTC date of the prediction:
+
+- `jsonl` (default): `<dir>/date=YYYY-MM-DD/predictions-<host>-<pid>.jsonl`, appended at each
+  flush and readable at once; a line torn by a crash is skipped when the log is read.
+- `parquet`: `<dir>/date=YYYY-MM-DD/part-<host>-<pid>-<n>.parquet`, one file per flush, written
+  atomically; fewer bytes, more files (use a longer flush interval).
+
+A failed write keeps the records for the next flush; only when more than `max_buffered`
+records wait are the oldest dropped, and the drop is counted and logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pandas as pd
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "parquet")
+
+_ENCODER = msgspec.json.Encoder()
+_LINE_DECODER = msgspec.json.Decoder(dict[str, Any])
+
+
+class PredictionLog:
+    """Buffered, per-process writer of prediction records."""
+
+    def __init__(
+        self,
+        directory: Path,
+        fmt: str = "jsonl",
+        flush_seconds: float = 2.0,
+        max_buffered: int = 1_000_000,
+        on_flush: Callable[[int, int, int], None] | None = None,
+    ) -> None:
+        """Configure the log; nothing is created until the first flush with records.
+
+        Args:
+            directory: root of the log.
+            fmt: `jsonl` or `parquet`.
+            flush_seconds: longest a record waits in memory.
+            max_buffered: records kept in memory while writes fail; older ones are dropped beyond.
+            on_flush: called after each flush attempt with (written, failed, dropped) record counts.
+        """
+        if fmt not in FORMATS:
+            raise ValueError(f"prediction log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        self.directory = Path(directory)
+        self.fmt = fmt
+        self.flush_seconds = flush_seconds
+        self.max_buffered = max_buffered
+        self.on_flush = on_flush
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._parts = 0
+        self.written = self.failed = self.dropped = 0
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Queue records for writing (cheap: the request path calls this)."""
+        if self._pid != os.getpid():
+            self._start()
+        with self._lock:
+            self._buffer.extend(records)
+
+    def _start(self) -> None:
+        # Runs once per process: after a fork the parent's thread and buffer are not ours.
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._buffer = []
+            self._stop = threading.Event()
+            threading.Thread(target=self._loop, name="prediction-log", daemon=True).start()
+            atexit.register(self.close)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is buffered; returns the number of records written."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            try:
+                self._write(batch)
+            except OSError as exc:
+                with self._lock:
+                    self._buffer = batch + self._buffer
+                    excess = len(self._buffer) - self.max_buffered
+                    if excess > 0:
+                        del self._buffer[:excess]
+                        self.dropped += excess
+                self.failed += len(batch)
+                log.warning(
+                    "prediction log: cannot write %d record(s) to %s: %s", len(batch), self.directory, exc
+                )
+                if self.on_flush:
+                    self.on_flush(0, len(batch), max(excess, 0))
+                return 0
+            self.written += len(batch)
+            if self.on_flush:
+                self.on_flush(len(batch), 0, 0)
+            return len(batch)
+
+    def close(self) -> None:
+        """Stop the writer thread and write what is left."""
+        self._stop.set()
+        self.flush()
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        by_date: dict[str, list[dict[str, Any]]] = {}
+        for record in batch:
+            by_date.setdefault(record["logged_at"][:10], []).append(record)
+        stem = f"{socket.gethostname()}-{os.getpid()}"
+        for date, records in by_date.items():
+            folder = self.directory / f"date={date}"
+            folder.mkdir(parents=True, exist_ok=True)
+            if self.fmt == "jsonl":
+                data = b"\n".join(_ENCODER.encode(r) for r in records) + b"\n"
+                with open(folder / f"predictions-{stem}.jsonl", "ab") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            else:
+                from predmaint.ingest.store import atomic_write
+
+                self._parts += 1
+                sink = pa.BufferOutputStream()
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.Table.from_pylist(records), sink, compression="zstd")
+                atomic_write(folder / f"part-{stem}-{self._parts:06d}.parquet", sink.getvalue().to_pybytes())
+
+
+def now_iso() -> str:
+    """The current UTC time as the log writes it (ISO-8601, microseconds, Z)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def read_predictions(directory: Path, since: datetime | None = None) -> pd.DataFrame:
+    """All logged predictions (both formats), oldest first; torn or foreign lines are skipped.
+
+    Returns:
+        One row per prediction with the reading's fields, the outputs and `logged_at`; an empty
+        frame when the log does not exist yet.
+    """
+    directory = Path(directory)
+    frames: list[pd.DataFrame] = []
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    if directory.is_dir():
+        for path in sorted(directory.glob("date=*/*.jsonl")):
+            for line in path.read_bytes().splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(_LINE_DECODER.decode(line))
+                except msgspec.DecodeError:
+                    skipped += 1
+        for path in sorted(directory.glob("date=*/*.parquet")):
+            import pyarrow.parquet as pq
+
+            frames.append(pq.read_table(path).to_pandas())
+    if skipped:
+        log.warning("prediction log %s: skipped %d unreadable line(s)", directory, skipped)
+    if rows:
+        frames.append(pd.DataFrame(rows))
+    if not frames:
+        return pd.DataFrame({"logged_at": pd.Series([], dtype="datetime64[us, UTC]")})
+    frame = pd.concat(frames, ignore_index=True)
+    frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
+    if "timestamp" in frame.columns:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    if since is not None:
+        frame = frame[frame["logged_at"] >= since]
+    return frame.sort_values("logged_at", kind="stable").reset_index(drop=True)
+
+
+def latest_per_machine(frame: pd.DataFrame) -> pd.DataFrame:
+    """The newest prediction of each machine (by reading time, then sequence), riskiest first."""
+    if frame.empty or "machine_id" not in frame.columns:
+        return frame.iloc[0:0]
+    newest = frame.sort_values(["timestamp", "seq", "logged_at"], kind="stable").groupby("machine_id").tail(1)
+    return newest.sort_values("failure_probability", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def records(readings: pd.DataFrame, answers: list[dict[str, Any]], logged_at: str) -> list[dict[str, Any]]:
+    """Log records: each reading's fields (labels too, when sent) next to the answer it got."""
+    stamps = readings["timestamp"]
+    stamps = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if hasattr(stamps, "dt") else stamps.astype(str)
+    columns = {name: readings[name].tolist() for name in readings.columns if name != "timestamp"}
+    columns["timestamp"] = stamps.tolist()
+    out = []
+    for i, answer in enumerate(answers):
+        record: dict[str, Any] = {"logged_at": logged_at}
+        for name, values in columns.items():
+            value = values[i]
+            if value is not None and value is not pd.NA:
+                record[name] = value
+        record["failure_probability"] = answer["failure_probability"]
+        record["failure"] = answer["failure"]
+        for mode, probability in answer["failure_modes"].items():
+            record[f"p_{mode}"] = probability
+        if "top_features" in answer:
+            record["top_features"] = _ENCODER.encode(answer["top_features"]).decode()
+        record["model_version"] = answer["model_version"]
+        out.append(record)
+    return out

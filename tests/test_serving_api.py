@@ -1,0 +1,154 @@
+"""The service's contract with its clients: OpenAPI fuzzing, Prometheus metrics, the prediction log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
+
+from predmaint import predlog, schema
+from predmaint.config import load_settings
+from serving.app import LoadedModel, create_app, create_app_from_settings
+
+GOOD = schema.EXAMPLE_READING
+
+
+@pytest.fixture
+def app(served_bundle):
+    return create_app({"BUNDLE": served_bundle, "MODEL_VERSION": "7"})
+
+
+# The app exists at import so schemathesis can read its /openapi.json; `fuzz_model` loads the model.
+FUZZ_APP = create_app({"MAX_BATCH": 50})
+# 413 answers an oversize batch (a schema violation: maxItems); the default list lacks it.
+FUZZ_CONFIG = SchemathesisConfig.from_dict(
+    {"checks": {"negative_data_rejection": {"expected-statuses": ["400", "413", "415", "422"]}}}
+)
+FUZZ_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", FUZZ_APP, config=FUZZ_CONFIG)
+
+
+@pytest.fixture
+def fuzz_model(served_bundle):
+    FUZZ_APP.extensions["predmaint.models"].swap(LoadedModel(served_bundle, "1", {}))
+
+
+@pytest.mark.slow
+@FUZZ_SCHEMA.parametrize()
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzing_from_the_openapi_description_finds_no_5xx_and_no_contract_breach(case, fuzz_model):
+    assert FUZZ_APP.extensions["predmaint.models"].current is not None
+    case.call_and_validate()  # all checks: no 5xx, documented statuses and bodies, bad input rejected
+
+
+def test_openapi_describes_the_contract_and_the_configured_limits(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    reading = document["components"]["schemas"]["Reading"]
+    assert set(reading["properties"]) == set(schema.FIELD_NAMES)
+    assert reading["required"] == list(schema.REQUIRED_FIELDS) and reading["additionalProperties"] is False
+    assert reading["properties"]["torque_nm"]["maximum"] == schema.FIELD_BY_NAME["torque_nm"].maximum
+    batch = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["oneOf"][1]["maxItems"] == 1000
+    assert {"400", "413", "415", "422", "503"} <= set(document["paths"]["/predict"]["post"]["responses"])
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus exposition text (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_metrics_count_requests_errors_latency_and_decisions(app):
+    client = app.test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    risky = GOOD | {"seq": 1, "tool_wear_min": 230, "torque_nm": 65.0}
+    client.post("/predict", json=[GOOD, risky])
+    client.post("/predict", json=GOOD | {"torque_nm": -1})
+    client.post("/predict", data="x", content_type="text/plain")
+    after = client.get("/metrics").get_data(as_text=True)
+
+    def delta(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    assert delta("predmaint_requests_total", endpoint="/predict", method="POST", status="200") == 1
+    assert delta("predmaint_request_errors_total", status="422") == 1
+    assert delta("predmaint_request_errors_total", status="415") == 1
+    assert delta("predmaint_request_duration_seconds_count", endpoint="/predict") == 3
+    decided = delta("predmaint_predictions_total", decision="failure") + delta(
+        "predmaint_predictions_total", decision="no_failure"
+    )
+    assert decided == 2
+    assert _sample(after, "predmaint_model_version") == 7
+
+
+def test_prediction_log_keeps_inputs_outputs_and_version(tmp_path, served_bundle, monkeypatch):
+    monkeypatch.setenv("PREDMAINT_SERVING__PREDICTION_LOG", str(tmp_path / "log"))
+    app = create_app_from_settings(load_settings().serving)
+    app.extensions["predmaint.models"].swap(LoadedModel(served_bundle, "5", {}))
+    client = app.test_client()
+    batch = [GOOD | {"machine_id": f"M{i}", "seq": i} for i in range(3)] + [
+        GOOD | {"seq": 9, "machine_failure": 1}
+    ]
+    answers = client.post("/predict", json=batch).get_json()["predictions"]
+    client.post("/predict", json=GOOD | {"torque_nm": "bad"})  # rejected: not logged
+    assert app.config["PREDICTION_LOG"].flush() == 4
+    logged = predlog.read_predictions(tmp_path / "log")
+    assert len(logged) == 4 and set(logged["model_version"]) == {"5"}
+    assert logged["failure_probability"].tolist() == [a["failure_probability"] for a in answers]
+    assert logged["torque_nm"].tolist() == [42.8] * 4
+    assert logged["machine_failure"].iloc[-1] == 1 and logged["machine_failure"].iloc[:3].isna().all()
+    assert str(logged["timestamp"].dt.tz) == "UTC"
+    assert json.loads(logged["top_features"].iloc[0]) == answers[0]["top_features"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_prediction_log_formats_and_a_torn_line(tmp_path, fmt):
+    log = predlog.PredictionLog(tmp_path, fmt)
+    rows = [
+        {
+            "logged_at": f"2026-01-0{d}T00:00:00.000000Z",
+            "machine_id": "M1",
+            "seq": d,
+            "failure_probability": 0.1 * d,
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
+        for d in (1, 2)
+    ]
+    log.append(rows)
+    assert log.flush() == 2
+    assert sorted(p.parent.name for p in tmp_path.rglob(f"*.{fmt}")) == ["date=2026-01-01", "date=2026-01-02"]
+    if fmt == "jsonl":
+        with open(next(tmp_path.rglob("*.jsonl")), "ab") as handle:
+            handle.write(b'{"logged_at": "2026-01-01T00:00')  # a crash mid-write
+    frame = predlog.read_predictions(tmp_path)
+    assert frame["seq"].tolist() == [1, 2]
+    assert predlog.latest_per_machine(frame)["seq"].tolist() == [2]
+
+
+def test_prediction_log_write_failure_keeps_records_for_the_next_flush(tmp_path):
+    blocker = tmp_path / "log"
+    blocker.write_text("a file where the log directory should be")
+    seen = []
+    log = predlog.PredictionLog(blocker, on_flush=lambda *counts: seen.append(counts))
+    log.append([{"logged_at": "2026-01-01T00:00:00Z", "machine_id": "M1", "seq": 1}])
+    assert log.flush() == 0 and log.failed == 1 and seen == [(0, 1, 0)]
+    blocker.unlink()
+    assert log.flush() == 1 and seen[-1] == (1, 0, 0)
+    assert len(predlog.read_predictions(blocker)) == 1
+
+
+def test_prediction_log_format_is_checked():
+    with pytest.raises(ValueError, match="jsonl, parquet"):
+        predlog.PredictionLog("x", "csv")
+    from predmaint.config import ConfigError
+
+    with pytest.raises(ConfigError, match="prediction_log_format"):
+        load_settings(serving={"prediction_log_format": "csv"})
