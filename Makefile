@@ -36,13 +36,17 @@ demo: install ## Run the main job on the embedded default (no cluster)
 test: lint system-deps ## Run the whole test suite (ruff, then pytest)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Debian packages the tests use for real: the Mosquitto MQTT broker.
-MOSQUITTO := $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null)
-system-deps: ## Install Debian packages the tests need (mosquitto), if missing
-ifeq ($(MOSQUITTO),)
-	@if [ "$$(id -u)" != 0 ]; then echo "mosquitto is missing: run 'sudo apt-get install mosquitto' or make test as root"; exit 1; fi
+# Debian packages used for real: the Mosquitto MQTT broker (ingestion tests), Chromium and its
+# driver (the web page and report tests), wrk (the serving benchmark).
+DEBIAN_PACKAGES := mosquitto chromium chromium-driver wrk
+MISSING := $(strip $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto) \
+	$(if $(shell command -v chromium),,chromium) $(if $(shell command -v chromedriver),,chromium-driver) \
+	$(if $(shell command -v wrk),,wrk))
+system-deps: ## Install the Debian packages the tests and benchmarks need, if missing
+ifneq ($(MISSING),)
+	@if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: run 'sudo apt-get install $(MISSING)' or make test as root"; exit 1; fi
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(MISSING)
 endif
 
 lint: install ## ruff check and ruff format --check
@@ -53,7 +57,7 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Run the benchmarks and rewrite docs/BENCHMARKS.md
+bench: install system-deps ## Run the benchmarks and rewrite docs/BENCHMARKS.md
 	$(BIN)/python -m benchmarks.run
 
 lock: $(UV) ## Re-resolve uv.lock after changing dependencies in pyproject.toml

@@ -77,28 +77,12 @@ api = Blueprint("api", __name__)
 
 def _readings_from_request() -> pd.DataFrame:
     """The request's readings as a contract DataFrame, or a `BadInput` naming the problem."""
-    from predmaint.ingest.parse import parse_items, split_payload
-
     if not request.is_json:
         raise BadInput("send Content-Type: application/json with a reading or a list of readings", 415)
     body = request.get_data(cache=False)
     if not body.strip():
         raise BadInput("the body is empty or not valid JSON; send a reading or a list of readings")
-    items = split_payload(body)
-    if items is None:
-        _explain_unparsable(body)
-    if not items:
-        raise BadInput("the list of readings is empty")
-    limit = current_app.config["MAX_BATCH"]
-    if len(items) > limit:
-        raise BadInput(f"{len(items)} readings in one request; the limit is {limit}", 413)
-    is_list = body.lstrip()[:1] == b"["
-    parsed = parse_items(items, [str(i) for i in range(len(items))] if is_list else None)
-    if parsed.dead_letters:
-        first = parsed.dead_letters[0]
-        where = f"reading {first.position}: " if is_list else ""
-        raise BadInput(f"{where}{first.reason}", 422, _field_of(first.reason))
-    return parsed.readings
+    return parse_body(body, body.lstrip()[:1] == b"[")
 
 
 def _explain_unparsable(body: bytes) -> None:
@@ -133,15 +117,10 @@ def _field_of(reason: str) -> str | None:
     return None
 
 
-@api.post("/predict")
-def predict() -> Any:
-    """Explained failure predictions for one reading or a list of readings."""
+def predict_and_log(readings: pd.DataFrame, model: LoadedModel) -> list[dict[str, Any]]:
+    """Answers for validated readings: counted in /metrics and appended to the prediction log."""
     from predmaint.model import answers, predict_readings
 
-    readings = _readings_from_request()
-    model = current_app.extensions["predmaint.models"].current
-    if model is None:
-        return jsonify(error="no model is loaded yet; retry when /ready answers 200"), 503
     predicted = predict_readings(model.bundle, readings, explain=current_app.config["EXPLAIN"])
     results = answers(readings, predicted, model.version)
     failures = int(predicted["failure"].sum())
@@ -154,7 +133,37 @@ def predict() -> Any:
         from predmaint.predlog import now_iso, records
 
         prediction_log.append(records(readings, results, now_iso()))
-    return jsonify(predictions=results)
+    return results
+
+
+def parse_body(body: bytes, is_list: bool) -> pd.DataFrame:
+    """Validate raw readings with the ingestion fast path; the first bad one is a 422."""
+    from predmaint.ingest.parse import parse_items, split_payload
+
+    items = split_payload(body)
+    if items is None:
+        _explain_unparsable(body)
+    if not items:
+        raise BadInput("the list of readings is empty")
+    limit = current_app.config["MAX_BATCH"]
+    if len(items) > limit:
+        raise BadInput(f"{len(items)} readings in one request; the limit is {limit}", 413)
+    parsed = parse_items(items, [str(i) for i in range(len(items))] if is_list else None)
+    if parsed.dead_letters:
+        first = parsed.dead_letters[0]
+        where = f"reading {first.position}: " if is_list else ""
+        raise BadInput(f"{where}{first.reason}", 422, _field_of(first.reason))
+    return parsed.readings
+
+
+@api.post("/predict")
+def predict() -> Any:
+    """Explained failure predictions for one reading or a list of readings."""
+    readings = _readings_from_request()
+    model = current_app.extensions["predmaint.models"].current
+    if model is None:
+        return jsonify(error="no model is loaded yet; retry when /ready answers 200"), 503
+    return jsonify(predictions=predict_and_log(readings, model))
 
 
 @api.get("/health")
@@ -217,6 +226,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             LoadedModel(app.config["BUNDLE"], str(app.config["MODEL_VERSION"]), app.config["MODEL_INFO"])
         )
     app.register_blueprint(api)
+    from serving.ui import ui
+
+    app.register_blueprint(ui)
 
     @app.before_request
     def start_timer() -> None:

@@ -1,0 +1,104 @@
+"""The shop-floor pages, driven in headless Chromium (Debian `chromium` and `chromium-driver`)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from predmaint import schema
+from predmaint.ingest.broker import free_port
+from predmaint.predlog import PredictionLog
+from serving.app import create_app
+
+pytestmark = pytest.mark.integration
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def site(served_bundle, tmp_path):
+    """The app on a real socket on 127.0.0.1, with a prediction log."""
+    app = create_app(
+        {"BUNDLE": served_bundle, "MODEL_VERSION": "3", "PREDICTION_LOG": PredictionLog(tmp_path / "log")}
+    )
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert CHROMEDRIVER, "chromedriver is missing: make system-deps installs Debian chromium-driver"
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_a_person_checks_a_reading_and_sees_modes_and_reasons(site, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    _, base = site
+    browser.get(f"{base}/")
+    assert "model version 3" in browser.find_element(By.TAG_NAME, "header").text
+    browser.find_element(By.ID, "predict").click()
+    assert "No failure expected" in browser.find_element(By.ID, "verdict").text
+
+    browser.find_element(By.ID, "example-overstrain").click()  # pick an example, then submit it
+    assert browser.find_element(By.ID, "tool_wear_min").get_attribute("value") == "215"
+    browser.find_element(By.ID, "predict").click()
+    assert "Failure likely" in browser.find_element(By.ID, "verdict").text
+    first_mode = browser.find_element(By.CSS_SELECTOR, "#modes tr td").text
+    assert first_mode == "overstrain failure"
+    reasons = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#reasons li")]
+    assert len(reasons) == 3 and any("strain" in reason or "torque" in reason for reason in reasons)
+    browser.save_screenshot(str(tmp_path / "predict.png"))
+
+    field = browser.find_element(By.ID, "torque_nm")  # a person mistypes a value
+    field.clear()
+    field.send_keys("-5")
+    browser.find_element(By.ID, "predict").click()
+    assert "torque_nm" in browser.find_element(By.ID, "error").text
+    assert "invalid" in browser.find_element(By.ID, "torque_nm").get_attribute("class")
+    assert browser.find_element(By.ID, "torque_nm").get_attribute("value") == "-5"  # nothing typed is lost
+
+
+def test_fleet_view_shows_the_latest_risk_per_machine(site, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    app, base = site
+    browser.get(f"{base}/fleet")
+    assert "No predictions logged yet" in browser.find_element(By.ID, "empty").text
+    client = app.test_client()
+    old_risk = schema.EXAMPLE_READING | {
+        "machine_id": "M2",
+        "seq": 1,
+        "tool_wear_min": 215,
+        "torque_nm": 58.0,
+    }
+    readings = [
+        schema.EXAMPLE_READING | {"machine_id": "M1", "seq": 1},
+        old_risk,
+        schema.EXAMPLE_READING | {"machine_id": "M2", "seq": 2, "timestamp": "2026-01-01T00:01:00Z"},
+        schema.EXAMPLE_READING | {"machine_id": "M3", "seq": 1, "tool_wear_min": 220, "torque_nm": 60.0},
+    ]
+    assert client.post("/predict", json=readings).status_code == 200
+    browser.get(f"{base}/fleet")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#fleet tbody tr")
+    machines = [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows]
+    assert machines[0] == "M3" and sorted(machines) == ["M1", "M2", "M3"]  # riskiest first, one row each
+    m2 = rows[machines.index("M2")].text
+    assert "2026-01-01 00:01:00" in m2 and "ok" in m2  # M2's newest reading, not its earlier risky one
+    assert "failure likely" in rows[0].text
+    browser.save_screenshot(str(Path(tmp_path) / "fleet.png"))
