@@ -14,6 +14,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Compile bytecode at install: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set.
 export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?=
+BENCH ?=
 
 .PHONY: help install demo test lint format bench lock clean distclean system-deps
 
@@ -57,8 +58,8 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install system-deps ## Run the benchmarks and rewrite docs/BENCHMARKS.md
-	$(BIN)/python -m benchmarks.run
+bench: install system-deps ## Run the benchmarks (BENCH="serving" for one) and rewrite docs/BENCHMARKS.md
+	$(BIN)/python -m benchmarks.run $(BENCH)
 
 lock: $(UV) ## Re-resolve uv.lock after changing dependencies in pyproject.toml
 	$(UV) lock --python $(PYTHON)

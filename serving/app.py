@@ -9,9 +9,10 @@ always uses one whole model. Input is checked against the reading contract; ever
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -21,6 +22,8 @@ from serving import metrics
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "MAX_BATCH": 1000,  # readings per request
@@ -35,11 +38,29 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One model and what the service tells clients about it."""
+    """One model, its compiled form, and what the service tells clients about it."""
 
     bundle: Any
     version: str
     info: dict[str, Any]
+    compiled: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        """Compile the bundle for the request path; bundles it cannot compile use the reference path."""
+        from predmaint.fastpath import NotCompilable, compile_bundle
+
+        try:
+            object.__setattr__(self, "compiled", compile_bundle(self.bundle))
+        except NotCompilable as exc:
+            log.info("model %s served by predict_readings: %s", self.version, exc)
+
+    def predict(self, readings: pd.DataFrame, explain: bool) -> pd.DataFrame:
+        """Predictions for validated readings, compiled when possible."""
+        if self.compiled is not None:
+            return self.compiled.predict(readings, explain=explain)
+        from predmaint.model import predict_readings
+
+        return predict_readings(self.bundle, readings, explain=explain)
 
 
 class ModelHolder:
@@ -119,9 +140,9 @@ def _field_of(reason: str) -> str | None:
 
 def predict_and_log(readings: pd.DataFrame, model: LoadedModel) -> list[dict[str, Any]]:
     """Answers for validated readings: counted in /metrics and appended to the prediction log."""
-    from predmaint.model import answers, predict_readings
+    from predmaint.model import answers
 
-    predicted = predict_readings(model.bundle, readings, explain=current_app.config["EXPLAIN"])
+    predicted = model.predict(readings, current_app.config["EXPLAIN"])
     results = answers(readings, predicted, model.version)
     failures = int(predicted["failure"].sum())
     if failures:

@@ -40,6 +40,23 @@ class DataError(ValueError):
     """The data cannot be used for training; the message says what is wrong and what to do."""
 
 
+def physics_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """Raw, physics and product-type features of each reading as one float64 array (numpy only).
+
+    Columns in the order RAW_FEATURES, PHYSICS_FEATURES, TYPE_FEATURES. `PhysicsFeatures` and the
+    compiled serving path both use it, so training and serving compute the same numbers.
+    """
+    raw = np.column_stack([frame[name].to_numpy(np.float64) for name in RAW_FEATURES])
+    air, process, speed, torque, wear = raw.T
+    strain = wear * torque
+    kinds = frame["product_type"].to_numpy()
+    is_kind = [kinds == kind for kind in schema.PRODUCT_TYPES]
+    limit = np.select(is_kind, [schema.OSF_STRAIN_LIMIT_MIN_NM[k] for k in schema.PRODUCT_TYPES], np.nan)
+    return np.column_stack(
+        [raw, process - air, schema.power_w(torque, speed), strain, strain / limit, *is_kind]
+    ).astype(np.float64)
+
+
 class PhysicsFeatures(BaseEstimator, TransformerMixin):
     """Contract readings → model features (raw sensors, physics features, product type, rolling).
 
@@ -73,14 +90,8 @@ class PhysicsFeatures(BaseEstimator, TransformerMixin):
         missing = [name for name in (*RAW_FEATURES, "product_type") if name not in frame.columns]
         if missing:
             raise DataError(f"readings lack field(s) {', '.join(missing)}")
-        out = frame.loc[:, list(RAW_FEATURES)].astype(np.float64)
-        out["delta_t_k"] = out["process_temperature_k"] - out["air_temperature_k"]
-        out["power_w"] = schema.power_w(out["torque_nm"], out["rotational_speed_rpm"])
-        out["strain_min_nm"] = out["tool_wear_min"] * out["torque_nm"]
-        limit = frame["product_type"].map(schema.OSF_STRAIN_LIMIT_MIN_NM).astype(np.float64)
-        out["strain_ratio"] = out["strain_min_nm"] / limit
-        for kind in schema.PRODUCT_TYPES:
-            out[f"type_{kind}"] = (frame["product_type"] == kind).astype(np.float64)
+        base = [*RAW_FEATURES, *PHYSICS_FEATURES, *TYPE_FEATURES]
+        out = pd.DataFrame(physics_matrix(frame), columns=base, index=frame.index)
         if self.rolling_window:
             out = out.join(self._rolling(frame, out))
         return out[self._names()]
