@@ -77,12 +77,13 @@ def _server(command: list[str], ready_url: str, env: dict[str, str]):
         _wait(ready_url, process)
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -205,7 +206,12 @@ def run() -> tuple[str, list[str]]:
     readings = _readings(100)
     bodies = {1: json.dumps(readings[0]).encode(), 100: json.dumps(readings).encode()}
     mlflow_bodies = {n: json.dumps({"dataframe_records": readings[:n]}).encode() for n in BATCHES}
-    env = {**os.environ, "PREDMAINT_MLFLOW__TRACKING_URI": uri, "MLFLOW_TRACKING_URI": uri}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow runs `uvicorn` from PATH
+        "PREDMAINT_MLFLOW__TRACKING_URI": uri,
+        "MLFLOW_TRACKING_URI": uri,
+    }
     rows: list[str] = []
     floors: list[str] = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -767,6 +768,81 @@ def demo(
         fmt = ".2%" if key.startswith(("rate_", "share_")) else ".3f"
         table.add_row(key, format(value, fmt), format(real[key], fmt))
     Console().print(table)
+
+
+drift_app = typer.Typer(
+    help="Drift checks and guarded retraining (Alibi Detect engine).", no_args_is_help=True
+)
+app.add_typer(drift_app, name="drift")
+
+
+class TriggerChoice(StrEnum):
+    """What a retrain decision starts."""
+
+    none = "none"
+    local = "local"
+    kfp = "kfp"
+
+
+@drift_app.command("check")
+def drift_check(
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            help="Reference readings (JSONL/Parquet/CSV/AI4I CSV) [default: the champion's sample].",
+        ),
+    ] = None,
+    current: Annotated[
+        Path | None,
+        typer.Option(
+            "--current",
+            help="Current readings [default: the newest drift.window readings of the prediction log].",
+        ),
+    ] = None,
+    no_model: Annotated[
+        bool, typer.Option("--no-model", help="Feature drift only: do not load the champion.")
+    ] = False,
+    trigger: Annotated[
+        TriggerChoice,
+        typer.Option("--trigger", help="On retrain: run the pipeline locally, submit to KFP, or nothing."),
+    ] = TriggerChoice.none,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="HTML report [default: <state_dir>/drift/report-<time>.html]."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare current readings with the reference; say whether, where and how much they drift.
+
+    Retrains only on harm: the champion's measured performance fell, or features it relies on
+    drifted and its predictions moved; a cooldown and an idempotency key allow at most one run per
+    situation. One JSON line per check goes to stderr (what a CronJob log shows).
+    """
+    from predmaint.monitoring import DriftError
+    from predmaint.watch import run_check
+
+    settings = _settings()
+    for path in (reference, current):
+        if path is not None and not path.is_file():
+            raise CliError(f"{path}: no such file", 2)
+    try:
+        result = run_check(
+            settings,
+            reference_path=reference,
+            current_path=current,
+            use_model=not no_model,
+            trigger=trigger.value,
+            report_path=report,
+        )
+    except DriftError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        drifted = [name for name, f in result.features.items() if f["drifted"]]
+        verdict = "RETRAIN" if result.retrain else ("drift" if result.drift else "no drift")
+        err.print(f"{verdict}: {result.reason}" + (f" (drifted: {', '.join(drifted)})" if drifted else ""))
 
 
 @app.command("config")

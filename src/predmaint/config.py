@@ -148,6 +148,20 @@ class ServingSettings(_Section):
     )
 
 
+class DriftSettings(_Section):
+    """Drift checks and the retrain policy (`predmaint drift check`, see docs/drift.md)."""
+
+    p_value: float = Field(
+        0.05, gt=0, lt=1, description="Significance of each test (Bonferroni over features)."
+    )
+    window: int = Field(1000, ge=50, description="Readings in the current window when read from the log.")
+    performance_drop: float = Field(0.10, gt=0, le=1, description="F1 drop below the test F1 that retrains.")
+    min_labelled_failures: int = Field(5, ge=1, description="Failures needed before performance is judged.")
+    cooldown_hours: float = Field(6.0, ge=0, description="No second retraining within this many hours.")
+    kfp_host: str | None = Field(None, description="KFP API server for --trigger kfp (in-cluster URL).")
+    kfp_experiment: str = Field("predmaint", description="KFP experiment of triggered runs.")
+
+
 class Settings(BaseSettings):
     """All settings of predmaint."""
 
@@ -162,6 +176,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     mlflow: MlflowSettings = MlflowSettings()
     serving: ServingSettings = ServingSettings()
+    drift: DriftSettings = DriftSettings()
 
     @classmethod
     def settings_customise_sources(

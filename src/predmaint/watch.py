@@ -1,0 +1,130 @@
+"""One scheduled drift check end to end: inputs, champion, decision, guard, trigger, report, log.
+
+`predmaint drift check` (and the CronJob) call `run_check`. Detection and the policy live in
+`predmaint.monitoring`; this module finds the data and acts on the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from predmaint.monitoring import DriftError, DriftResult, Policy, RetrainGuard, check, render_report
+
+log = logging.getLogger(__name__)
+
+Trigger = Literal["none", "local", "kfp"]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    from predmaint.datasets import read_readings
+
+    return read_readings(path)
+
+
+def champion(settings: Any) -> tuple[Any, str, str] | None:
+    """(bundle, version, run id) of the registry's champion, or None when there is none yet."""
+    from predmaint.registry import CHAMPION, alias_version, load_version, prepare_tracking
+
+    uri = prepare_tracking(settings.mlflow.tracking_uri)
+    version = alias_version(uri, settings.mlflow.model_name, CHAMPION)
+    if version is None:
+        return None
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient(uri, uri).get_model_version(settings.mlflow.model_name, version).run_id
+    return load_version(uri, settings.mlflow.model_name, version), version, run_id
+
+
+def champion_reference(settings: Any, run_id: str) -> pd.DataFrame:
+    """The reference sample logged with the champion at training time."""
+    import mlflow
+
+    uri = settings.mlflow.tracking_uri
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference", tracking_uri=uri)
+    return pd.read_parquet(Path(local) / "reference.parquet")
+
+
+def latest_window(settings: Any) -> pd.DataFrame:
+    """The newest `drift.window` readings of the prediction log (or, without a log, of the store)."""
+    from predmaint.predlog import read_predictions
+
+    size = settings.drift.window
+    if settings.serving.prediction_log is not None:
+        logged = read_predictions(settings.serving.prediction_log)
+        if len(logged):
+            return logged.tail(size).reset_index(drop=True)
+    from predmaint.ingest.store import read_store
+
+    store = read_store(settings.ingest.store)
+    if len(store) == 0:
+        raise DriftError("no current readings: the prediction log and the store are empty; pass --current")
+    return store.sort_values("timestamp", kind="stable").tail(size).reset_index(drop=True)
+
+
+def _trigger(kind: Trigger, settings: Any) -> str:
+    """Start one retraining on the newest data version; returns a run id."""
+    from predmaint.retrain import latest_snapshot, run_local, submit
+
+    version = latest_snapshot(settings.ingest.store)
+    if kind == "local":
+        decision = run_local(version, settings.ingest.store, settings.state_dir / "kfp")
+        return str(decision.get("run_id") or f"local:{version[:12]}")
+    if not settings.drift.kfp_host:
+        raise DriftError("--trigger kfp needs drift.kfp_host (PREDMAINT_DRIFT__KFP_HOST), the KFP API URL")
+    return submit(settings.drift.kfp_host, settings.drift.kfp_experiment, version, "/data/store")
+
+
+def run_check(
+    settings: Any,
+    *,
+    reference_path: Path | None = None,
+    current_path: Path | None = None,
+    use_model: bool = True,
+    trigger: Trigger = "none",
+    report_path: Path | None = None,
+    now: datetime | None = None,
+) -> DriftResult:
+    """Check, decide, guard, trigger at most one retraining, write the report and one JSON log line."""
+    now = now or datetime.now(UTC)
+    found = champion(settings) if use_model else None
+    bundle, version, run_id = found if found else (None, None, None)
+    if reference_path is not None:
+        reference = _read(reference_path)
+    elif run_id is not None:
+        reference = champion_reference(settings, run_id)
+    else:
+        raise DriftError(
+            "no reference: pass --reference, or register a champion (its training sample is used)"
+        )
+    current = _read(current_path) if current_path is not None else latest_window(settings)
+    policy = Policy(
+        p_value=settings.drift.p_value,
+        performance_drop=settings.drift.performance_drop,
+        min_labelled_failures=settings.drift.min_labelled_failures,
+        cooldown=timedelta(hours=settings.drift.cooldown_hours),
+    )
+    result = check(reference, current, bundle=bundle, champion_version=version, policy=policy)
+    if result.retrain:
+        guard = RetrainGuard(settings.state_dir / "drift" / "retrain-state.json", policy.cooldown)
+        blocked = guard.blocked(result.idempotency_key, now)
+        if blocked:
+            result.retrain = False
+            result.reason += f"; not retraining: {blocked}"
+        elif trigger != "none":
+            result.triggered_run = _trigger(trigger, settings)
+            guard.record(result.idempotency_key, result.triggered_run, now)
+    target = report_path or settings.state_dir / "drift" / f"report-{now.strftime('%Y%m%dT%H%M%S')}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_report(result, reference, current), encoding="utf-8")
+    line = {k: v for k, v in result.as_dict().items() if k not in ("features",)}
+    line["drifted_features"] = [name for name, f in result.features.items() if f["drifted"]]
+    line["report"] = str(target)
+    print(json.dumps({"event": "drift_check", **line}), file=sys.stderr, flush=True)
+    return result
