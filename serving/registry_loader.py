@@ -21,10 +21,14 @@ def follow_alias(
     alias: str = "champion",
     interval: float = 10.0,
     stop: threading.Event | None = None,
+    load_first: bool = False,
 ) -> threading.Thread:
     """Start a daemon thread that polls `alias` and swaps in each new version it points at.
 
-    A registry outage keeps the loaded model in service; the thread logs and tries again.
+    With `load_first`, the first check runs before returning, so a gunicorn worker accepts
+    requests only once it holds the champion (when the registry answers); otherwise the worker
+    starts unready and the thread keeps trying. A registry outage keeps the loaded model in
+    service; the thread logs and tries again.
     """
     stop = stop or threading.Event()
 
@@ -39,20 +43,26 @@ def follow_alias(
         holder.swap(LoadedModel(bundle, version, {"name": model_name, "alias": alias, **_lineage(bundle)}))
         log.info("serving %s version %s", model_name, version)
 
+    def guarded_check() -> None:
+        try:
+            check_once()
+            metrics.REGISTRY_UP.set(1)
+            metrics.REGISTRY_LAST_SUCCESS.set(time.time())
+        except Exception as exc:  # noqa: BLE001 - any registry failure: keep serving, retry later
+            metrics.REGISTRY_UP.set(0)
+            metrics.REGISTRY_ERRORS.inc()
+            log.warning(
+                "registry check failed (%s); still serving %s", exc, holder.current and holder.current.version
+            )
+
+    if load_first:
+        guarded_check()
+
     def loop() -> None:
+        if load_first and stop.wait(interval):
+            return
         while True:
-            try:
-                check_once()
-                metrics.REGISTRY_UP.set(1)
-                metrics.REGISTRY_LAST_SUCCESS.set(time.time())
-            except Exception as exc:  # noqa: BLE001 - any registry failure: keep serving, retry later
-                metrics.REGISTRY_UP.set(0)
-                metrics.REGISTRY_ERRORS.inc()
-                log.warning(
-                    "registry check failed (%s); still serving %s",
-                    exc,
-                    holder.current and holder.current.version,
-                )
+            guarded_check()
             if stop.wait(interval):
                 return
 

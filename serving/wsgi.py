@@ -22,4 +22,5 @@ follow_alias(
     tracking_uri=_settings.mlflow.tracking_uri,
     model_name=_settings.mlflow.model_name,
     interval=_settings.serving.poll_seconds,
+    load_first=True,  # each worker takes requests only once it holds the champion
 )
