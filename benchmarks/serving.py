@@ -123,7 +123,11 @@ def wrk(url: str, body: bytes, concurrency: int, workdir: Path) -> dict[str, flo
         text=True,
         check=True,
     ).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)$", output, re.M))
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)\s*$", output, re.M))
+    if not {"50", "99"} <= set(percentiles):  # no request answered within the run
+        percentiles = {"50": "0us", "99": "0us"}
+    summary = output.strip().splitlines()[-2]
+    print(f"    {url} {len(body)} bytes, concurrency {concurrency}: {summary}", file=sys.stderr, flush=True)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return {
@@ -275,10 +279,8 @@ def run() -> tuple[str, list[str]]:
                     f"{ours_r[k]:.1f}" for k in ("p50", "p99")
                 ]
                 cells += [f"{peer_r['rps']:,.0f}"] + [f"{peer_r[k]:.1f}" for k in ("p50", "p99")]
-                cells += [
-                    f"{ours_r['rps'] / peer_r['rps']:.1f}×",
-                    f"{ours_r['failed']:.0f}/{peer_r['failed']:.0f}",
-                ]
+                ratio = f"{ours_r['rps'] / peer_r['rps']:.1f}×" if peer_r["rps"] > 0 else "–"
+                cells += [ratio, f"{ours_r['failed']:.0f}/{peer_r['failed']:.0f}"]
                 rows.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     shutil.rmtree(workdir, ignore_errors=True)
     lines = [
