@@ -46,18 +46,29 @@ def browser():
     driver.quit()
 
 
+def click_and_wait(browser, element_id: str) -> None:
+    """Click a link or button and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, element_id).click()
+    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old))
+
+
 def test_a_person_checks_a_reading_and_sees_modes_and_reasons(site, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     _, base = site
     browser.get(f"{base}/")
     assert "model version 3" in browser.find_element(By.TAG_NAME, "header").text
-    browser.find_element(By.ID, "predict").click()
+    click_and_wait(browser, "predict")
     assert "No failure expected" in browser.find_element(By.ID, "verdict").text
 
-    browser.find_element(By.ID, "example-overstrain").click()  # pick an example, then submit it
+    click_and_wait(browser, "example-overstrain")  # pick an example, then submit it
     assert browser.find_element(By.ID, "tool_wear_min").get_attribute("value") == "215"
-    browser.find_element(By.ID, "predict").click()
+    click_and_wait(browser, "predict")
     assert "Failure likely" in browser.find_element(By.ID, "verdict").text
     first_mode = browser.find_element(By.CSS_SELECTOR, "#modes tr td").text
     assert first_mode == "overstrain failure"
@@ -68,7 +79,7 @@ def test_a_person_checks_a_reading_and_sees_modes_and_reasons(site, browser, tmp
     field = browser.find_element(By.ID, "torque_nm")  # a person mistypes a value
     field.clear()
     field.send_keys("-5")
-    browser.find_element(By.ID, "predict").click()
+    click_and_wait(browser, "predict")
     assert "torque_nm" in browser.find_element(By.ID, "error").text
     assert "invalid" in browser.find_element(By.ID, "torque_nm").get_attribute("class")
     assert browser.find_element(By.ID, "torque_nm").get_attribute("value") == "-5"  # nothing typed is lost
