@@ -38,6 +38,8 @@ from predmaint.features import PHYSICS_FEATURES, RAW_FEATURES, physics_matrix
 NUMERIC_FEATURES: tuple[str, ...] = (*RAW_FEATURES, *PHYSICS_FEATURES)
 DRIFT_FEATURES: tuple[str, ...] = (*NUMERIC_FEATURES, "product_type")
 MIN_WINDOW = 50
+# Columns a prediction-log window carries besides the reading (and p_<mode> for each mode).
+PREDICTION_LOG_COLUMNS = {"logged_at", "failure_probability", "failure", "top_features", "model_version"}
 
 
 class DriftError(ValueError):
@@ -78,10 +80,8 @@ class DriftResult:
 
 
 def _check_window(frame: pd.DataFrame, name: str) -> None:
-    unknown = sorted(set(frame.columns) - set(schema.FIELD_NAMES) - {"logged_at", "failure_probability"})
-    unknown = [
-        c for c in unknown if not c.startswith("p_") and c not in ("failure", "top_features", "model_version")
-    ]
+    known = set(schema.FIELD_NAMES) | PREDICTION_LOG_COLUMNS
+    unknown = sorted(c for c in frame.columns if c not in known and not c.startswith("p_"))
     if unknown:
         raise DriftError(
             f"{name} window has unknown column(s) {', '.join(unknown)}; expected contract readings"

@@ -28,6 +28,9 @@ from typing import Any
 import msgspec
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from predmaint.ingest.store import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +145,8 @@ class PredictionLog:
                     handle.flush()
                     os.fsync(handle.fileno())
             else:
-                from predmaint.ingest.store import atomic_write
-
                 self._parts += 1
                 sink = pa.BufferOutputStream()
-                import pyarrow.parquet as pq
-
                 pq.write_table(pa.Table.from_pylist(records), sink, compression="zstd")
                 atomic_write(folder / f"part-{stem}-{self._parts:06d}.parquet", sink.getvalue().to_pybytes())
 
@@ -178,8 +177,6 @@ def read_predictions(directory: Path, since: datetime | None = None) -> pd.DataF
                 except msgspec.DecodeError:
                     skipped += 1
         for path in sorted(directory.glob("date=*/*.parquet")):
-            import pyarrow.parquet as pq
-
             frames.append(pq.read_table(path).to_pandas())
     if skipped:
         log.warning("prediction log %s: skipped %d unreadable line(s)", directory, skipped)
