@@ -15,15 +15,20 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from serving import metrics
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from collections.abc import Mapping
+
+    Readings = Mapping[str, Any]  # contract columns from predmaint.ingest.parse.parse_columns
 
 log = logging.getLogger(__name__)
+
+_ENCODER = msgspec.json.Encoder()
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "MAX_BATCH": 1000,  # readings per request
@@ -54,13 +59,14 @@ class LoadedModel:
         except NotCompilable as exc:
             log.info("model %s served by predict_readings: %s", self.version, exc)
 
-    def predict(self, readings: pd.DataFrame, explain: bool) -> pd.DataFrame:
-        """Predictions for validated readings, compiled when possible."""
+    def predict(self, readings: Readings, explain: bool) -> Any:
+        """Predictions for validated readings, compiled when possible (columns, or a DataFrame)."""
         if self.compiled is not None:
             return self.compiled.predict(readings, explain=explain)
+        from predmaint.ingest.parse import to_frame
         from predmaint.model import predict_readings
 
-        return predict_readings(self.bundle, readings, explain=explain)
+        return predict_readings(self.bundle, to_frame(readings), explain=explain)
 
 
 class ModelHolder:
@@ -96,8 +102,8 @@ class BadInput(Exception):
 api = Blueprint("api", __name__)
 
 
-def _readings_from_request() -> pd.DataFrame:
-    """The request's readings as a contract DataFrame, or a `BadInput` naming the problem."""
+def _readings_from_request() -> Readings:
+    """The request's readings as contract columns, or a `BadInput` naming the problem."""
     if not request.is_json:
         raise BadInput("send Content-Type: application/json with a reading or a list of readings", 415)
     body = request.get_data(cache=False)
@@ -138,13 +144,13 @@ def _field_of(reason: str) -> str | None:
     return None
 
 
-def predict_and_log(readings: pd.DataFrame, model: LoadedModel) -> list[dict[str, Any]]:
+def predict_and_log(readings: Readings, model: LoadedModel) -> list[dict[str, Any]]:
     """Answers for validated readings: counted in /metrics and appended to the prediction log."""
     from predmaint.model import answers
 
     predicted = model.predict(readings, current_app.config["EXPLAIN"])
     results = answers(readings, predicted, model.version)
-    failures = int(predicted["failure"].sum())
+    failures = sum(answer["failure"] for answer in results)
     if failures:
         metrics.PREDICTIONS.labels("failure").inc(failures)
     if len(results) > failures:
@@ -157,9 +163,9 @@ def predict_and_log(readings: pd.DataFrame, model: LoadedModel) -> list[dict[str
     return results
 
 
-def parse_body(body: bytes, is_list: bool) -> pd.DataFrame:
+def parse_body(body: bytes, is_list: bool) -> Readings:
     """Validate raw readings with the ingestion fast path; the first bad one is a 422."""
-    from predmaint.ingest.parse import parse_items, split_payload
+    from predmaint.ingest.parse import parse_columns, split_payload
 
     items = split_payload(body)
     if items is None:
@@ -169,12 +175,12 @@ def parse_body(body: bytes, is_list: bool) -> pd.DataFrame:
     limit = current_app.config["MAX_BATCH"]
     if len(items) > limit:
         raise BadInput(f"{len(items)} readings in one request; the limit is {limit}", 413)
-    parsed = parse_items(items, [str(i) for i in range(len(items))] if is_list else None)
-    if parsed.dead_letters:
-        first = parsed.dead_letters[0]
+    readings, dead_letters = parse_columns(items, [str(i) for i in range(len(items))] if is_list else None)
+    if dead_letters:
+        first = dead_letters[0]
         where = f"reading {first.position}: " if is_list else ""
         raise BadInput(f"{where}{first.reason}", 422, _field_of(first.reason))
-    return parsed.readings
+    return readings
 
 
 @api.post("/predict")
@@ -184,7 +190,9 @@ def predict() -> Any:
     model = current_app.extensions["predmaint.models"].current
     if model is None:
         return jsonify(error="no model is loaded yet; retry when /ready answers 200"), 503
-    return jsonify(predictions=predict_and_log(readings, model))
+    return Response(
+        _ENCODER.encode({"predictions": predict_and_log(readings, model)}), mimetype="application/json"
+    )
 
 
 @api.get("/health")

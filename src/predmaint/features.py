@@ -10,6 +10,7 @@ targets only, never features.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,16 +41,17 @@ class DataError(ValueError):
     """The data cannot be used for training; the message says what is wrong and what to do."""
 
 
-def physics_matrix(frame: pd.DataFrame) -> np.ndarray:
+def physics_matrix(frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     """Raw, physics and product-type features of each reading as one float64 array (numpy only).
 
+    `frame` is a DataFrame or a mapping of column → values (the service's parsed columns).
     Columns in the order RAW_FEATURES, PHYSICS_FEATURES, TYPE_FEATURES. `PhysicsFeatures` and the
     compiled serving path both use it, so training and serving compute the same numbers.
     """
-    raw = np.column_stack([frame[name].to_numpy(np.float64) for name in RAW_FEATURES])
+    raw = np.column_stack([np.asarray(frame[name], dtype=np.float64) for name in RAW_FEATURES])
     air, process, speed, torque, wear = raw.T
     strain = wear * torque
-    kinds = frame["product_type"].to_numpy()
+    kinds = np.asarray(frame["product_type"])
     is_kind = [kinds == kind for kind in schema.PRODUCT_TYPES]
     limit = np.select(is_kind, [schema.OSF_STRAIN_LIMIT_MIN_NM[k] for k in schema.PRODUCT_TYPES], np.nan)
     return np.column_stack(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from predmaint.ingest.parse import column_list
 from predmaint.training import MODE_TARGETS, contributions, top_contributions
 
 try:  # the pyfunc base class; the bundle itself does not need MLflow
@@ -57,15 +58,19 @@ def predict_readings(
     return out
 
 
-def answers(readings: pd.DataFrame, predicted: pd.DataFrame, model_version: str) -> list[dict[str, Any]]:
-    """JSON-ready answers, one per reading: what the service returns and the web page shows."""
-    proba = predicted["failure_probability"].to_numpy()
-    failure = predicted["failure"].to_numpy()
-    modes = [(c[2:], predicted[c].to_numpy()) for c in predicted.columns if c.startswith("p_")]
-    reasons = predicted["top_features"].tolist() if "top_features" in predicted.columns else None
+def answers(readings: Any, predicted: Any, model_version: str) -> list[dict[str, Any]]:
+    """JSON-ready answers, one per reading: what the service returns and the web page shows.
+
+    `readings` and `predicted` are DataFrames or mappings of column → values (the compiled
+    path's); `top_features` holds lists of reasons, or their JSON text (the pyfunc's output).
+    """
+    proba = column_list(predicted["failure_probability"])
+    failure = column_list(predicted["failure"])
+    modes = [(name[2:], column_list(predicted[name])) for name in predicted if name.startswith("p_")]
+    reasons = column_list(predicted["top_features"]) if "top_features" in predicted else None
     out = []
     for i, (machine, seq) in enumerate(
-        zip(readings["machine_id"].tolist(), readings["seq"].tolist(), strict=True)
+        zip(column_list(readings["machine_id"]), column_list(readings["seq"]), strict=True)
     ):
         answer: dict[str, Any] = {
             "machine_id": machine,
@@ -76,7 +81,7 @@ def answers(readings: pd.DataFrame, predicted: pd.DataFrame, model_version: str)
             "model_version": model_version,
         }
         if reasons is not None:
-            answer["top_features"] = json.loads(reasons[i])
+            answer["top_features"] = json.loads(reasons[i]) if isinstance(reasons[i], str) else reasons[i]
         out.append(answer)
     return out
 

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from predmaint.ingest.parse import column_list
 from predmaint.ingest.store import atomic_write
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ FORMATS = ("jsonl", "parquet")
 
 _ENCODER = msgspec.json.Encoder()
 _LINE_DECODER = msgspec.json.Decoder(dict[str, Any])
+_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class PredictionLog:
@@ -153,7 +155,7 @@ class PredictionLog:
 
 def now_iso() -> str:
     """The current UTC time as the log writes it (ISO-8601, microseconds, Z)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(_STAMP)
 
 
 def read_predictions(directory: Path, since: datetime | None = None) -> pd.DataFrame:
@@ -197,16 +199,26 @@ def latest_per_machine(frame: pd.DataFrame) -> pd.DataFrame:
     """The newest prediction of each machine (by reading time, then sequence), riskiest first."""
     if frame.empty or "machine_id" not in frame.columns:
         return frame.iloc[0:0]
-    newest = frame.sort_values(["timestamp", "seq", "logged_at"], kind="stable").groupby("machine_id").tail(1)
-    return newest.sort_values("failure_probability", ascending=False, kind="stable").reset_index(drop=True)
+    newest = (
+        frame.sort_values(["timestamp", "seq", "logged_at"], kind="stable").groupby("machine_id").tail(1)
+    )
+    return newest.sort_values("failure_probability", ascending=False, kind="stable").reset_index(
+        drop=True
+    )
 
 
-def records(readings: pd.DataFrame, answers: list[dict[str, Any]], logged_at: str) -> list[dict[str, Any]]:
-    """Log records: each reading's fields (labels too, when sent) next to the answer it got."""
+def records(readings: Any, answers: list[dict[str, Any]], logged_at: str) -> list[dict[str, Any]]:
+    """Log records: each reading's fields (labels too, when sent) next to the answer it got.
+
+    `readings` is a contract DataFrame or the columns of `ingest.parse.parse_columns`.
+    """
     stamps = readings["timestamp"]
-    stamps = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if hasattr(stamps, "dt") else stamps.astype(str)
-    columns = {name: readings[name].tolist() for name in readings.columns if name != "timestamp"}
-    columns["timestamp"] = stamps.tolist()
+    if hasattr(stamps, "dt"):
+        stamps = stamps.dt.strftime(_STAMP).tolist()
+    else:
+        stamps = [s.strftime(_STAMP) if isinstance(s, datetime) else str(s) for s in stamps]
+    columns = {name: column_list(readings[name]) for name in readings if name != "timestamp"}
+    columns["timestamp"] = stamps
     out = []
     for i, answer in enumerate(answers):
         record: dict[str, Any] = {"logged_at": logged_at}

@@ -219,9 +219,11 @@ def fit_mode_models(x_train: pd.DataFrame, labels: pd.DataFrame, seed: int = 0) 
 def contributions(model: Pipeline, readings: pd.DataFrame) -> pd.DataFrame:
     """Per-reading contribution of each feature to the failure probability (or log-odds for XGBoost).
 
-    XGBoost: exact TreeSHAP values from the booster. RandomForest: the path decomposition of
-    each tree (the change in failure share at each split, credited to the split's feature),
-    averaged over trees.
+    Both families use the path decomposition of each tree (Saabas): the change in the node's
+    value at each split on the reading's path, credited to the split's feature. RandomForest:
+    the failure share, averaged over trees. XGBoost: the mean margin (xgboost's
+    `approx_contribs`), summed over trees. Unlike TreeSHAP it is a table lookup per leaf, which
+    is what lets the service explain every answer cheaply (`predmaint.fastpath`).
     """
     features = model.named_steps["features"].transform(readings)
     scaled = model.named_steps["scale"].transform(features)
@@ -232,7 +234,9 @@ def contributions(model: Pipeline, readings: pd.DataFrame) -> pd.DataFrame:
 
         booster = classifier.get_booster()
         values = booster.predict(
-            xgboost.DMatrix(scaled, feature_names=booster.feature_names), pred_contribs=True
+            xgboost.DMatrix(scaled, feature_names=booster.feature_names),
+            pred_contribs=True,
+            approx_contribs=True,
         )
         return pd.DataFrame(values[:, :-1], columns=names, index=readings.index)
     total = np.zeros((len(readings), len(names)))
@@ -256,12 +260,15 @@ def contributions(model: Pipeline, readings: pd.DataFrame) -> pd.DataFrame:
 
 def top_contributions(contrib: pd.DataFrame, k: int = 3) -> list[list[dict[str, Any]]]:
     """The k features pushing each prediction hardest towards failure."""
-    order = np.argsort(-contrib.to_numpy(), axis=1)[:, :k]
-    names = contrib.columns.to_numpy()
-    values = contrib.to_numpy()
+    return top_features(contrib.to_numpy(), list(contrib.columns), k)
+
+
+def top_features(values: np.ndarray, names: list[str], k: int = 3) -> list[list[dict[str, Any]]]:
+    """`top_contributions` of a (readings × features) array whose columns are `names`."""
+    order = np.argsort(-values, axis=1)[:, :k]
     return [
-        [{"feature": str(names[j]), "contribution": round(float(values[i, j]), 6)} for j in row]
-        for i, row in enumerate(order)
+        [{"feature": names[j], "contribution": round(float(values[i, j]), 6)} for j in row]
+        for i, row in enumerate(order.tolist())
     ]
 
 

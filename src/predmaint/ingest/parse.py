@@ -118,6 +118,19 @@ def split_payload(payload: bytes) -> list[bytes] | None:
 
 def parse_items(items: list[bytes], positions: list[str | None] | None = None) -> Parsed:
     """Validate raw JSON readings; invalid ones become dead letters with their reason."""
+    columns, dead = parse_columns(items, positions)
+    return Parsed(to_frame(columns), dead)
+
+
+def parse_columns(
+    items: list[bytes], positions: list[str | None] | None = None
+) -> tuple[dict[str, Any], list[DeadLetter]]:
+    """`parse_items` without pandas: the valid readings as columns, for the service's request path.
+
+    Floats and integers are numpy arrays; text fields are lists; `timestamp` is a list of UTC
+    datetimes; label flags are lists of 0, 1 or None (not sent). `to_frame` makes the contract
+    DataFrame from them.
+    """
     readings: list[Any] = []
     stamps: list[datetime] = []
     dead: list[DeadLetter] = []
@@ -130,25 +143,38 @@ def parse_items(items: list[bytes], positions: list[str | None] | None = None) -
             continue
         readings.append(reading)
         stamps.append(stamp)
-    return Parsed(_to_frame(readings, stamps), dead)
-
-
-def _to_frame(readings: list[Any], stamps: list[datetime]) -> pd.DataFrame:
     columns: dict[str, Any] = {}
     for spec in schema.FIELDS:
         name = spec.name
         if spec.kind == "timestamp":
-            columns[name] = pd.DatetimeIndex(stamps, dtype="datetime64[us, UTC]") if stamps else _empty_ts()
+            columns[name] = stamps
         elif spec.kind == "flag":
             values = [getattr(r, name) for r in readings]
-            columns[name] = pd.array([None if v is msgspec.UNSET else v for v in values], dtype="Int8")
+            columns[name] = [None if v is msgspec.UNSET else v for v in values]
         elif spec.kind == "float":
             columns[name] = np.fromiter((getattr(r, name) for r in readings), np.float64, len(readings))
         elif spec.kind == "int":
             columns[name] = np.fromiter((getattr(r, name) for r in readings), np.int64, len(readings))
         else:
             columns[name] = [getattr(r, name) for r in readings]
-    return pd.DataFrame(columns)
+    return columns, dead
+
+
+def column_list(column: Any) -> list[Any]:
+    """A column of a DataFrame or of `parse_columns` as a list of Python values."""
+    return column.tolist() if hasattr(column, "tolist") else list(column)
+
+
+def to_frame(columns: dict[str, Any] | pd.DataFrame) -> pd.DataFrame:
+    """The contract DataFrame of columns from `parse_columns` (a DataFrame is returned as it is)."""
+    if isinstance(columns, pd.DataFrame):
+        return columns
+    frame = dict(columns)
+    stamps = columns["timestamp"]
+    frame["timestamp"] = pd.DatetimeIndex(stamps, dtype="datetime64[us, UTC]") if stamps else _empty_ts()
+    for name in schema.LABEL_FIELDS:
+        frame[name] = pd.array(columns[name], dtype="Int8")
+    return pd.DataFrame(frame)
 
 
 def _empty_ts() -> pd.DatetimeIndex:
