@@ -73,6 +73,7 @@ class DriftResult:
     checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     idempotency_key: str | None = None
     triggered_run: str | None = None
+    retraining: dict[str, Any] | None = None  # what the triggered run reported (local: the gate's decision)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

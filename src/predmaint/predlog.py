@@ -199,12 +199,8 @@ def latest_per_machine(frame: pd.DataFrame) -> pd.DataFrame:
     """The newest prediction of each machine (by reading time, then sequence), riskiest first."""
     if frame.empty or "machine_id" not in frame.columns:
         return frame.iloc[0:0]
-    newest = (
-        frame.sort_values(["timestamp", "seq", "logged_at"], kind="stable").groupby("machine_id").tail(1)
-    )
-    return newest.sort_values("failure_probability", ascending=False, kind="stable").reset_index(
-        drop=True
-    )
+    newest = frame.sort_values(["timestamp", "seq", "logged_at"], kind="stable").groupby("machine_id").tail(1)
+    return newest.sort_values("failure_probability", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def records(readings: Any, answers: list[dict[str, Any]], logged_at: str) -> list[dict[str, Any]]:

@@ -6,8 +6,10 @@ package modules that import the pipeline glue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -84,12 +86,13 @@ def submit(
         ):  # the client warns that it needs KFP ≥ 2.0.0-beta.2, which we document
             warnings.simplefilter("ignore", FutureWarning)
             client = kfp.Client(host=host)
-        run = client.create_run_from_pipeline_package(
-            str(pipeline_file),
-            arguments={"data_version": data_version, "store": store},
-            experiment_name=experiment,
-            enable_caching=False,
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # it prints "Run details: <link>"; stdout is ours
+            run = client.create_run_from_pipeline_package(
+                str(pipeline_file),
+                arguments={"data_version": data_version, "store": store},
+                experiment_name=experiment,
+                enable_caching=False,
+            )
     except Exception as exc:  # noqa: BLE001 - the client raises many kinds; all mean "not submitted"
         raise PipelineError(f"could not submit to KFP at {host}: {str(exc).splitlines()[0]}") from None
     return str(run.run_id)

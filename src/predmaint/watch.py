@@ -68,17 +68,22 @@ def latest_window(settings: Any) -> pd.DataFrame:
     return store.sort_values("timestamp", kind="stable").tail(size).reset_index(drop=True)
 
 
-def _trigger(kind: Trigger, settings: Any) -> str:
-    """Start one retraining on the newest data version; returns a run id."""
+def _trigger(kind: Trigger, settings: Any) -> dict[str, Any]:
+    """Start one retraining on the newest data version; returns at least its `run_id`.
+
+    `local` runs the pipeline here through kfp.local and returns the promotion decision too;
+    `kfp` submits a run to the KFP API and returns at once.
+    """
     from predmaint.retrain import latest_snapshot, run_local, submit
 
     version = latest_snapshot(settings.ingest.store)
     if kind == "local":
         decision = run_local(version, settings.ingest.store, settings.state_dir / "kfp")
-        return str(decision.get("run_id") or f"local:{version[:12]}")
+        return {"run_id": f"local:{version[:12]}", "data_version": version, **decision}
     if not settings.drift.kfp_host:
         raise DriftError("--trigger kfp needs drift.kfp_host (PREDMAINT_DRIFT__KFP_HOST), the KFP API URL")
-    return submit(settings.drift.kfp_host, settings.drift.kfp_experiment, version, "/data/store")
+    run_id = submit(settings.drift.kfp_host, settings.drift.kfp_experiment, version, "/data/store")
+    return {"run_id": run_id, "data_version": version}
 
 
 def run_check(
@@ -118,7 +123,8 @@ def run_check(
             result.retrain = False
             result.reason += f"; not retraining: {blocked}"
         elif trigger != "none":
-            result.triggered_run = _trigger(trigger, settings)
+            result.retraining = _trigger(trigger, settings)
+            result.triggered_run = str(result.retraining["run_id"])
             guard.record(result.idempotency_key, result.triggered_run, now)
     target = report_path or settings.state_dir / "drift" / f"report-{now.strftime('%Y%m%dT%H%M%S')}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
