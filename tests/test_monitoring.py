@@ -119,7 +119,7 @@ def test_repeated_checks_of_one_situation_start_one_run(tmp_path, monkeypatch, s
     started = []
     monkeypatch.setattr(watch, "champion", lambda settings: (served_bundle, "3", "run"))
     monkeypatch.setattr(
-        watch, "_trigger", lambda kind, settings: started.append(kind) or f"run-{len(started)}"
+        watch, "_trigger", lambda kind, settings: started.append(kind) or {"run_id": f"run-{len(started)}"}
     )
     monkeypatch.setattr(
         monitoring, "decide", lambda *args: (True, True, "features the model relies on drifted (torque_nm)")

@@ -48,15 +48,22 @@ def physics_matrix(frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     Columns in the order RAW_FEATURES, PHYSICS_FEATURES, TYPE_FEATURES. `PhysicsFeatures` and the
     compiled serving path both use it, so training and serving compute the same numbers.
     """
-    raw = np.column_stack([np.asarray(frame[name], dtype=np.float64) for name in RAW_FEATURES])
-    air, process, speed, torque, wear = raw.T
-    strain = wear * torque
     kinds = np.asarray(frame["product_type"])
-    is_kind = [kinds == kind for kind in schema.PRODUCT_TYPES]
-    limit = np.select(is_kind, [schema.OSF_STRAIN_LIMIT_MIN_NM[k] for k in schema.PRODUCT_TYPES], np.nan)
-    return np.column_stack(
-        [raw, process - air, schema.power_w(torque, speed), strain, strain / limit, *is_kind]
-    ).astype(np.float64)
+    out = np.empty((len(kinds), len(RAW_FEATURES) + len(PHYSICS_FEATURES) + len(schema.PRODUCT_TYPES)))
+    for i, name in enumerate(RAW_FEATURES):
+        out[:, i] = np.asarray(frame[name], dtype=np.float64)
+    air, process, speed, torque, wear = out[:, : len(RAW_FEATURES)].T
+    strain = wear * torque
+    limit = np.full(len(kinds), np.nan)
+    column = len(RAW_FEATURES) + len(PHYSICS_FEATURES)
+    for offset, kind in enumerate(schema.PRODUCT_TYPES):
+        is_kind = kinds == kind
+        limit[is_kind] = schema.OSF_STRAIN_LIMIT_MIN_NM[kind]
+        out[:, column + offset] = is_kind
+    physics = (process - air, schema.power_w(torque, speed), strain, strain / limit)
+    for offset, values in enumerate(physics):
+        out[:, len(RAW_FEATURES) + offset] = values
+    return out
 
 
 class PhysicsFeatures(BaseEstimator, TransformerMixin):
