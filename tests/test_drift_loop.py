@@ -47,13 +47,25 @@ def _versions(settings) -> list[str]:
 
     uri = prepare_tracking(settings.mlflow.tracking_uri)
     found = MlflowClient(uri, uri).search_model_versions(f"name = '{settings.mlflow.model_name}'")
-    return sorted(v.version for v in found)
+    return sorted(str(v.version) for v in found)
 
 
-def test_drift_in_the_stream_starts_one_retraining_and_a_stream_without_it_none(local_pipeline, tmp_path):
+def _settings(store, monkeypatch, **env: str):
+    from predmaint.config import load_settings
+
+    monkeypatch.setenv("PREDMAINT_INGEST__STORE", str(store))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def test_drift_in_the_stream_starts_one_retraining_and_a_stream_without_it_none(
+    local_pipeline, tmp_path, monkeypatch
+):
     from predmaint.watch import run_check
 
-    settings, store = local_pipeline.settings, local_pipeline.store
+    store = local_pipeline.store
+    settings = _settings(store, monkeypatch)
     assert local_pipeline()["champion_version"] == "1"
 
     _stream(store, 700)  # 100 more steps of the same machines, nothing changed
@@ -86,7 +98,6 @@ def test_drift_in_the_stream_starts_one_retraining_and_a_stream_without_it_none(
 
 
 def test_the_kfp_trigger_submits_one_run_with_the_newest_data_version(local_pipeline, tmp_path, monkeypatch):
-    from predmaint.config import load_settings
     from predmaint.watch import run_check
 
     store = local_pipeline.store
@@ -94,13 +105,12 @@ def test_the_kfp_trigger_submits_one_run_with_the_newest_data_version(local_pipe
     _stream(store, 700, Scenario.cooling_degradation, onset=600)
     version = _snapshot(tmp_path, store)
     with KfpStandIn() as kfp:
-        monkeypatch.setenv("PREDMAINT_DRIFT__KFP_HOST", kfp.url)
-        settings = load_settings()
+        settings = _settings(store, monkeypatch, PREDMAINT_DRIFT__KFP_HOST=kfp.url)
         checks = [run_check(settings, trigger="kfp") for _ in range(2)]
-    assert checks[0].retrain and checks[0].triggered_run == "run-0", checks[0].reason
+    assert checks[0].retrain and checks[0].triggered_run == "run-1", checks[0].reason
     assert not checks[1].retrain
     [run] = kfp.recorded.runs
     parameters = run["runtime_config"]["parameters"]
     assert parameters["data_version"] == version and parameters["store"] == "/data/store"
-    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "predmaint-training"
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "predmaint-training"
     assert _versions(settings) == ["1"]  # the run was submitted, not run here
