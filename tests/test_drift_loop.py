@@ -97,14 +97,20 @@ def test_drift_in_the_stream_starts_one_retraining_and_a_stream_without_it_none(
     assert champion == ("2" if first.retraining["promoted"] else "1"), first.retraining
 
 
-def test_the_kfp_trigger_submits_one_run_with_the_newest_data_version(local_pipeline, tmp_path, monkeypatch):
+def test_the_kfp_trigger_submits_one_run_with_the_newest_data_version(
+    local_pipeline, tmp_path, monkeypatch, capsys
+):
+    from predmaint.cli import main
     from predmaint.watch import run_check
 
     store = local_pipeline.store
     assert local_pipeline()["champion_version"] == "1"
     _stream(store, 700, Scenario.cooling_degradation, onset=600)
     version = _snapshot(tmp_path, store)
-    with KfpStandIn() as kfp:
+    _settings(store, monkeypatch, PREDMAINT_DRIFT__KFP_HOST="http://127.0.0.1:9")  # nothing listens
+    assert main(["drift", "check", "--trigger", "kfp", "--json"]) == 1
+    assert "could not submit to KFP at http://127.0.0.1:9" in capsys.readouterr().err
+    with KfpStandIn() as kfp:  # the failed submission was not recorded: the next check submits
         settings = _settings(store, monkeypatch, PREDMAINT_DRIFT__KFP_HOST=kfp.url)
         checks = [run_check(settings, trigger="kfp") for _ in range(2)]
     assert checks[0].retrain and checks[0].triggered_run == "run-1", checks[0].reason

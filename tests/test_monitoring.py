@@ -171,3 +171,24 @@ def test_cli_on_two_files_prints_one_json_decision_and_writes_a_report(tmp_path)
     assert "product_type" in (tmp_path / "report.html").read_text()
     missing = subprocess.run([*command[:5], "--reference", "nowhere.parquet"], capture_output=True, text=True)
     assert missing.returncode == 2 and "nowhere.parquet: no such file" in missing.stderr
+
+
+def test_a_significant_but_small_move_is_not_drift():
+    reference, current = _fleet(Scenario.cooling_degradation)
+    strict = monitoring.feature_drift(reference, current, min_effect=0.9)
+    loose = monitoring.feature_drift(reference, current, min_effect=0.0)
+    assert loose["delta_t_k"]["drifted"] and not strict["delta_t_k"]["drifted"]
+    assert 0.3 < loose["delta_t_k"]["effect"] < 0.9  # KS distance of a 1.5 K shift with sd ≈ 1 K
+    mix = monitoring.feature_drift(*_fleet(Scenario.product_mix))
+    assert mix["product_type"]["drifted"] and 0.2 < mix["product_type"]["effect"] <= 0.5  # L/M/H shares
+
+
+def test_prediction_drift_uses_the_held_out_probabilities_it_is_given(served_bundle):
+    from predmaint.model import predict_readings
+
+    reference, current = _fleet(Scenario.none)
+    same = predict_readings(served_bundle, current, explain=False)["failure_probability"].to_numpy()
+    result = check(reference, current, bundle=served_bundle, reference_probabilities=same)
+    assert result.prediction_drift["statistic"] == 0 and not result.prediction_drift["drifted"]
+    shifted = check(reference, current, bundle=served_bundle, reference_probabilities=same + 0.5)
+    assert shifted.prediction_drift["drifted"]

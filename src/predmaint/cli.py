@@ -820,6 +820,7 @@ def drift_check(
     situation. One JSON line per check goes to stderr (what a CronJob log shows).
     """
     from predmaint.monitoring import DriftError
+    from predmaint.retrain import PipelineError
     from predmaint.watch import run_check
 
     settings = _settings()
@@ -835,7 +836,7 @@ def drift_check(
             trigger=trigger.value,
             report_path=report,
         )
-    except DriftError as exc:
+    except (DriftError, PipelineError) as exc:
         raise CliError(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(result.as_dict()))

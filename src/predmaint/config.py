@@ -154,6 +154,9 @@ class DriftSettings(_Section):
     p_value: float = Field(
         0.05, gt=0, lt=1, description="Significance of each test (Bonferroni over features)."
     )
+    min_effect: float = Field(
+        0.15, ge=0, le=1, description="Smallest move (KS distance / total variation) that counts as drift."
+    )
     window: int = Field(1000, ge=50, description="Readings in the current window when read from the log.")
     performance_drop: float = Field(0.10, gt=0, le=1, description="F1 drop below the test F1 that retrains.")
     min_labelled_failures: int = Field(5, ge=1, description="Failures needed before performance is judged.")

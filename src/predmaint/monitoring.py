@@ -51,6 +51,7 @@ class Policy:
     """When a check asks for retraining."""
 
     p_value: float = 0.05
+    min_effect: float = 0.15  # a drifted feature moved at least this far (KS distance / total variation)
     performance_drop: float = 0.10  # F1 points below the champion's test F1
     min_labelled_failures: int = 5  # evidence needed before performance is judged
     important_share: float = 0.05  # a feature the model relies on: at least this share of importance
@@ -132,14 +133,31 @@ def _ks_test(reference: np.ndarray, current: np.ndarray, p_value: float) -> dict
     )["data"]
 
 
+def _effects(reference: np.ndarray, current: np.ndarray, ks_distance: np.ndarray) -> np.ndarray:
+    """How far each feature moved: KS distance for numeric ones, total variation for the category."""
+    effects = np.asarray(ks_distance, dtype=float).copy()
+    categories = np.arange(len(schema.PRODUCT_TYPES))
+    shares = [np.mean(column[:, None] == categories, axis=0) for column in (reference[:, -1], current[:, -1])]
+    effects[-1] = 0.5 * float(np.abs(shares[0] - shares[1]).sum())
+    return effects
+
+
 def feature_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, p_value: float = 0.05
+    reference: pd.DataFrame, current: pd.DataFrame, p_value: float = 0.05, min_effect: float = 0.0
 ) -> dict[str, dict[str, Any]]:
-    """Per monitored feature: the test's statistic, p-value and whether it drifted (corrected)."""
+    """Per monitored feature: statistic, p-value, effect and whether it drifted.
+
+    A feature drifted when its test is significant after the Bonferroni correction *and* it
+    moved at least `min_effect` (KS distance, or total variation distance of the product-type
+    shares). Large windows make tiny, harmless differences significant; the effect floor keeps
+    them out of the decision.
+    """
     _check_window(reference, "reference")
     _check_window(current, "current")
-    data = _tabular_test(drift_matrix(reference), drift_matrix(current), p_value)
+    ref, cur = drift_matrix(reference), drift_matrix(current)
+    data = _tabular_test(ref, cur, p_value)
     threshold = float(data["threshold"])
+    effects = _effects(ref, cur, data["distance"])
     out = {}
     for i, name in enumerate(DRIFT_FEATURES):
         p = float(data["p_val"][i])
@@ -147,7 +165,8 @@ def feature_drift(
             "test": "chi2" if name == "product_type" else "ks",
             "statistic": round(float(data["distance"][i]), 6),
             "p_value": p,
-            "drifted": p < threshold,
+            "effect": round(float(effects[i]), 6),
+            "drifted": bool(p < threshold and effects[i] >= min_effect),
         }
     return out
 
@@ -296,6 +315,17 @@ class RetrainGuard:
         tmp.replace(self.path)
 
 
+def _reference_probabilities(bundle: Any, reference: pd.DataFrame) -> np.ndarray:
+    """The champion's probabilities on the reference readings, logged ones if the window has them."""
+    from predmaint.model import predict_readings
+
+    if "failure_probability" in reference.columns:
+        logged = pd.to_numeric(reference["failure_probability"], errors="coerce").to_numpy(np.float64)
+        if np.isfinite(logged).all():
+            return logged
+    return predict_readings(bundle, reference, explain=False)["failure_probability"].to_numpy()
+
+
 def check(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -303,15 +333,26 @@ def check(
     bundle: Any = None,
     champion_version: str | None = None,
     policy: Policy | None = None,
+    reference_probabilities: np.ndarray | None = None,
 ) -> DriftResult:
-    """Compare a current window with the reference; with a model, judge predictions and performance."""
+    """Compare a current window with the reference; with a model, judge predictions and performance.
+
+    Prediction drift compares the model's probabilities on the current window with
+    `reference_probabilities`: its probabilities on held-out readings, logged with the champion.
+    Without them it predicts on the reference readings — biased when those are its training
+    readings, on which a model is more confident than on anything new.
+    """
     from predmaint.model import predict_readings
 
     policy = policy or Policy()
-    features = feature_drift(reference, current, policy.p_value)
+    features = feature_drift(reference, current, policy.p_value, policy.min_effect)
     predictions = perf = important = None
     if bundle is not None:
-        ref_proba = predict_readings(bundle, reference, explain=False)["failure_probability"].to_numpy()
+        ref_proba = (
+            np.asarray(reference_probabilities)
+            if reference_probabilities is not None
+            else _reference_probabilities(bundle, reference)
+        )
         cur_proba = predict_readings(bundle, current, explain=False)["failure_probability"].to_numpy()
         predictions = prediction_drift(ref_proba, cur_proba, policy.p_value)
         perf = performance(bundle, current, policy)

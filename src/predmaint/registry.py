@@ -196,6 +196,12 @@ def log_and_register(
             reference_path = Path(tmp) / "reference.parquet"
             trained.reference.to_parquet(reference_path)
             mlflow.log_artifact(str(reference_path), artifact_path="reference")
+            if trained.reference_probabilities is not None:
+                probabilities_path = Path(tmp) / "probabilities.parquet"
+                pd.DataFrame({"failure_probability": trained.reference_probabilities}).to_parquet(
+                    probabilities_path
+                )
+                mlflow.log_artifact(str(probabilities_path), artifact_path="reference")
             # As clients send them: ISO-8601 timestamps (MLflow schemas have no time zones), and
             # seq as a double (MLflow integers cannot carry missing values).
             example = trained.reference.loc[:, list(schema.REQUIRED_FIELDS)].head(5)

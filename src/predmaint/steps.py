@@ -24,6 +24,7 @@ from predmaint.training import TrainingConfig, TuningResult
 log = logging.getLogger(__name__)
 TARGET = "target"
 PARTS = ("train", "validation", "test", "live")
+REFERENCE_PROBABILITIES = "reference_probabilities.parquet"
 
 
 def _write_json(path: str | Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +195,10 @@ def train(
     reference_sample(pd.concat([x_train, x_val]), config.seed).to_parquet(
         out / "reference.parquet", index=False
     )
+    x_test, _ = _part(parts_dir, "test")  # held out: what the model says about readings it has not seen
+    pd.DataFrame({"failure_probability": model.predict_proba(x_test)[:, 1]}).to_parquet(
+        out / REFERENCE_PROBABILITIES, index=False
+    )
     return {"family": bundle.family, "threshold": threshold, **bundle.metadata["validation"]}
 
 
@@ -273,6 +278,9 @@ def register(
         test=_read_json(metrics_path),
         tuning=TuningResult(**tuning),
         reference=pd.read_parquet(Path(model_dir) / "reference.parquet"),
+        reference_probabilities=pd.read_parquet(Path(model_dir) / REFERENCE_PROBABILITIES)[
+            "failure_probability"
+        ].to_numpy(),
     )
     registered = log_and_register(
         trained,

@@ -299,6 +299,8 @@ class Trained:
     test: dict[str, Any]
     tuning: TuningResult
     reference: pd.DataFrame  # a sample of training readings, kept for drift checks
+    # the model's failure probabilities on held-out (test) readings: the prediction-drift reference
+    reference_probabilities: np.ndarray | None = None
 
 
 def fit(
@@ -344,6 +346,7 @@ def fit(
         test=test_metrics,
         tuning=tuning,
         reference=reference,
+        reference_probabilities=test_proba,
     )
 
 
@@ -361,8 +364,9 @@ def rules_ceiling(readings: pd.DataFrame, y: pd.Series) -> dict[str, float]:
 
 
 def reference_sample(frame: pd.DataFrame, seed: int, size: int = 3000) -> pd.DataFrame:
-    """Training readings kept with the model as the drift reference."""
-    return frame.sample(min(len(frame), size), random_state=seed).sort_index()
+    """Training readings kept with the model as the drift reference, in their order."""
+    positions = np.sort(np.random.default_rng(seed).choice(len(frame), min(len(frame), size), replace=False))
+    return frame.iloc[positions]
 
 
 def fit_final(

@@ -42,13 +42,19 @@ def champion(settings: Any) -> tuple[Any, str, str] | None:
     return load_version(uri, settings.mlflow.model_name, version), version, run_id
 
 
-def champion_reference(settings: Any, run_id: str) -> pd.DataFrame:
-    """The reference sample logged with the champion at training time."""
+def champion_reference(settings: Any, run_id: str) -> tuple[pd.DataFrame, Any]:
+    """The reference sample logged with the champion, and its probabilities on held-out readings."""
     import mlflow
 
     uri = settings.mlflow.tracking_uri
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference", tracking_uri=uri)
-    return pd.read_parquet(Path(local) / "reference.parquet")
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference", tracking_uri=uri)
+    )
+    probabilities = local / "probabilities.parquet"
+    held_out = (
+        pd.read_parquet(probabilities)["failure_probability"].to_numpy() if probabilities.is_file() else None
+    )
+    return pd.read_parquet(local / "reference.parquet"), held_out
 
 
 def latest_window(settings: Any) -> pd.DataFrame:
@@ -100,10 +106,11 @@ def run_check(
     now = now or datetime.now(UTC)
     found = champion(settings) if use_model else None
     bundle, version, run_id = found if found else (None, None, None)
+    reference_probabilities = None
     if reference_path is not None:
         reference = _read(reference_path)
     elif run_id is not None:
-        reference = champion_reference(settings, run_id)
+        reference, reference_probabilities = champion_reference(settings, run_id)
     else:
         raise DriftError(
             "no reference: pass --reference, or register a champion (its training sample is used)"
@@ -111,11 +118,19 @@ def run_check(
     current = _read(current_path) if current_path is not None else latest_window(settings)
     policy = Policy(
         p_value=settings.drift.p_value,
+        min_effect=settings.drift.min_effect,
         performance_drop=settings.drift.performance_drop,
         min_labelled_failures=settings.drift.min_labelled_failures,
         cooldown=timedelta(hours=settings.drift.cooldown_hours),
     )
-    result = check(reference, current, bundle=bundle, champion_version=version, policy=policy)
+    result = check(
+        reference,
+        current,
+        bundle=bundle,
+        champion_version=version,
+        policy=policy,
+        reference_probabilities=reference_probabilities,
+    )
     if result.retrain:
         guard = RetrainGuard(settings.state_dir / "drift" / "retrain-state.json", policy.cooldown)
         blocked = guard.blocked(result.idempotency_key, now)
