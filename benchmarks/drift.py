@@ -108,15 +108,18 @@ def _stream(champion: Champion, fleets: dict[Scenario, pd.DataFrame]) -> list[st
     per_window = WINDOW // MACHINES  # steps per window: every machine reports once per step
     lines = [
         f"| scenario | false alarms before onset | first alarm after onset (windows of {WINDOW}) "
-        "| alarms after onset | `retrain` after onset |",
-        "|---|---:|---:|---:|---:|",
+        "| alarms after onset | `retrain` after onset | largest feature effect before onset "
+        "| largest feature effect after onset (median of windows) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario, fleet in fleets.items():
         before = after = retrain = 0
         first: int | None = None
+        effects: dict[bool, list[float]] = {False: [], True: []}
         for index, start in enumerate(range(0, ONSET + AFTER, per_window)):
             window = fleet[(fleet["seq"] >= start) & (fleet["seq"] < start + per_window)]
             result = champion.check(window)
+            effects[start >= ONSET].append(max(f["effect"] for f in result.features.values()))
             if start < ONSET:
                 before += result.drift
                 continue
@@ -127,7 +130,8 @@ def _stream(champion: Champion, fleets: dict[Scenario, pd.DataFrame]) -> list[st
         windows = AFTER // per_window
         lines.append(
             f"| {scenario} | {_rate(before, ONSET // per_window)} | {first if first else '—'} "
-            f"| {_rate(after, windows)} | {_rate(retrain, windows)} |"
+            f"| {_rate(after, windows)} | {_rate(retrain, windows)} | {max(effects[False]):.3f} "
+            f"| {np.median(effects[True]):.3f} |"
         )
         print(
             f"    stream {scenario}: before {before}, after {after}, first {first}",
