@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help install demo test lint format bench lock clean distclean system-deps
+.PHONY: help install demo test lint format bench lock clean distclean system-deps k8s-tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,8 +34,34 @@ install: $(VENV)/.installed ## Create .venv with the locked dependencies and pre
 demo: install ## Run the main job on the embedded default (no cluster)
 	$(BIN)/predmaint demo
 
-test: lint system-deps ## Run the whole test suite (ruff, then pytest)
+test: lint system-deps k8s-tools ## Run the whole test suite (ruff, then pytest)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# helm and kubeconform, pinned and built from source with the machine's Go into .tools/bin, once
+# per version (a few minutes for helm on 2 cores): the chart tests render and validate with them.
+# The empty .version-* files make a changed pin rebuild the tool. Built this way, helm's default
+# Kubernetes version is 1.20: the tests always pass --kube-version (tests/k8s.py).
+HELM_VERSION := v3.19.0
+KUBECONFORM_VERSION := v0.7.0
+K8S_TOOLS := .tools/bin
+GO_INSTALL := GOBIN=$(CURDIR)/$(K8S_TOOLS) GOTOOLCHAIN=local CGO_ENABLED=0 go install
+NEED_GO := command -v go >/dev/null || { echo "make k8s-tools builds helm and kubeconform with Go: install Go first"; exit 1; }
+
+$(K8S_TOOLS)/.version-%:
+	mkdir -p $(K8S_TOOLS)
+	touch $@
+
+$(K8S_TOOLS)/helm: $(K8S_TOOLS)/.version-helm-$(HELM_VERSION)
+	@$(NEED_GO)
+	$(GO_INSTALL) -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	touch $@
+
+$(K8S_TOOLS)/kubeconform: $(K8S_TOOLS)/.version-kubeconform-$(KUBECONFORM_VERSION)
+	@$(NEED_GO)
+	$(GO_INSTALL) github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	touch $@
+
+k8s-tools: $(K8S_TOOLS)/helm $(K8S_TOOLS)/kubeconform ## Build the pinned helm and kubeconform into .tools/bin
 
 # Debian packages used for real: the Mosquitto MQTT broker (ingestion tests), Chromium and its
 # driver (the web page and report tests), wrk (the serving benchmark).
@@ -63,6 +89,33 @@ bench: install system-deps ## Run the benchmarks (BENCH="serving" for one) and r
 
 lock: $(UV) ## Re-resolve uv.lock after changing dependencies in pyproject.toml
 	$(UV) lock --python $(PYTHON)
+
+# Container images, tagged with the project version: the compiled pipeline names
+# predmaint/pipeline:<version>. REGISTRY (e.g. registry.example.com/team) prefixes the names;
+# empty, they are plain predmaint/serving, predmaint/pipeline and predmaint/mlflow. A pipeline
+# image pushed under another name needs the pipeline compiled with PREDMAINT_PIPELINE_IMAGE set
+# to it (docs/deploy.md).
+REGISTRY ?=
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+DOCKER ?= docker
+IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)predmaint
+NEED_DOCKER = command -v $(DOCKER) >/dev/null || { echo "make $@: '$(DOCKER)' not found: install Docker (docs/deploy.md)"; exit 1; }; \
+	$(DOCKER) info >/dev/null 2>&1 || { echo "make $@: '$(DOCKER)' cannot reach a Docker engine: start one (or set DOCKER_HOST) and retry"; exit 1; }
+
+.PHONY: images push
+images: ## Build the serving, pipeline and MLflow images (REGISTRY=host/path to prefix them)
+	@$(NEED_DOCKER)
+	$(DOCKER) build -f serving/Dockerfile -t $(IMAGE_PREFIX)/serving:$(VERSION) .
+	$(DOCKER) build -f docker/pipeline.Dockerfile -t $(IMAGE_PREFIX)/pipeline:$(VERSION) .
+	$(DOCKER) build -f docker/mlflow.Dockerfile -t $(IMAGE_PREFIX)/mlflow:$(VERSION) .
+
+push: ## Build and push the images to REGISTRY (make push REGISTRY=registry.example.com/team)
+	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY, e.g. make push REGISTRY=registry.example.com/team"; exit 1; }
+	@$(NEED_DOCKER)
+	$(MAKE) --no-print-directory images
+	$(DOCKER) push $(IMAGE_PREFIX)/serving:$(VERSION)
+	$(DOCKER) push $(IMAGE_PREFIX)/pipeline:$(VERSION)
+	$(DOCKER) push $(IMAGE_PREFIX)/mlflow:$(VERSION)
 
 clean: ## Remove local state (.predmaint/) and caches
 	rm -rf .predmaint .pytest_cache .ruff_cache .ci/junit.xml
