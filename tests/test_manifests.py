@@ -1,0 +1,314 @@
+"""The kustomize manifests, the kind cluster config and skaffold.yaml, checked offline.
+
+Every local kustomization (base and overlays) is rendered with `kubectl kustomize` and validated
+with kubeconform, strict, against the Kubernetes version of tests/k8s.py. The Kubeflow Pipelines
+kustomizations are remote bases on GitHub, which kubectl downloads while rendering: they cannot be
+rendered without the network, so their pinned release refs are checked as text instead.
+skaffold itself is not run (it needs Docker and a cluster): its config is checked against the
+Dockerfiles, the chart and its values.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s import KUBERNETES_VERSION, validate
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFESTS = REPO / "manifests"
+LOCAL_KUSTOMIZATIONS = ["base", "overlays/kind", "overlays/minikube"]
+OVERLAYS = ["overlays/kind", "overlays/minikube"]
+KFP = MANIFESTS / "kubeflow-pipelines"
+VALUES = REPO / "charts" / "predmaint" / "values.yaml"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+def render(directory: str) -> list[dict[str, Any]]:
+    """Render one kustomization with `kubectl kustomize`; fails with the error if it does not build."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: install it (its built-in kustomize renders the manifests offline)"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(MANIFESTS / directory)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"kubectl kustomize manifests/{directory} failed:\n{result.stderr}"
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def pod_spec(resource: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of a workload resource."""
+    spec = resource["spec"]
+    if resource["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def workloads(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The resources that run pods."""
+    return [resource for resource in resources if resource["kind"] in POD_KINDS]
+
+
+def containers(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container of a workload, init containers included."""
+    spec = pod_spec(resource)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+@pytest.fixture(scope="module", params=LOCAL_KUSTOMIZATIONS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]], str]:
+    """(directory, resources, YAML text) of one local kustomization, rendered once per module."""
+    resources = render(request.param)
+    return request.param, resources, yaml.safe_dump_all(resources)
+
+
+def test_every_local_kustomization_renders_and_is_valid_kubernetes(rendered) -> None:
+    directory, resources, text = rendered
+    assert {"Namespace", "StatefulSet", "Deployment", "Service", "Job"} <= {r["kind"] for r in resources}
+    try:
+        validate(text)
+    except AssertionError as error:
+        raise AssertionError(f"manifests/{directory} (Kubernetes {KUBERNETES_VERSION}): {error}") from None
+
+
+def test_every_container_runs_restricted_non_root_with_resources(rendered) -> None:
+    directory, resources, _ = rendered
+    for workload in workloads(resources):
+        pod = pod_spec(workload)["securityContext"]
+        assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", workload["metadata"]["name"]
+        for container in containers(workload):
+            where = f"{directory}: {workload['metadata']['name']}/{container['name']}"
+            security = container.get("securityContext", {})
+            non_root = security.get("runAsNonRoot", pod.get("runAsNonRoot"))
+            uid = security.get("runAsUser", pod.get("runAsUser"))
+            assert non_root is True and isinstance(uid, int) and uid > 0, f"{where} may run as root"
+            assert security.get("allowPrivilegeEscalation") is False, where
+            assert security.get("readOnlyRootFilesystem") is True, where
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert {"cpu", "memory"} <= container["resources"]["requests"].keys(), f"{where}: no requests"
+            assert "memory" in container["resources"]["limits"], f"{where}: no memory limit"
+
+
+def test_long_running_containers_have_probes_and_pinned_images(rendered) -> None:
+    directory, resources, _ = rendered
+    for workload in workloads(resources):
+        for container in containers(workload):
+            where = f"{directory}: {workload['metadata']['name']}/{container['name']}"
+            repository, _, tag = container["image"].rpartition(":")
+            assert repository and tag and tag != "latest" and re.search(r"\d", tag), (
+                f"{where}: image {container['image']} is not pinned to a release"
+            )
+            if workload["kind"] in {"Deployment", "StatefulSet"}:
+                assert {"readinessProbe", "livenessProbe"} <= container.keys(), f"{where}: no probes"
+
+
+def test_namespaces_of_the_stack_enforce_the_restricted_pod_security_standard(rendered) -> None:
+    _, resources, _ = rendered
+    namespaces = {r["metadata"]["name"]: r for r in resources if r["kind"] == "Namespace"}
+    for resource in resources:
+        if resource["kind"] == "Namespace":
+            continue
+        namespace = resource["metadata"].get("namespace")
+        assert namespace in namespaces, f"{resource['kind']}/{resource['metadata']['name']} in {namespace}"
+        labels = namespaces[namespace]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_mlflow_runs_the_image_make_images_builds_against_postgres_and_minio(rendered) -> None:
+    _, resources, _ = rendered
+    (mlflow,) = [r for r in resources if r["kind"] == "Deployment" and r["metadata"]["name"] == "mlflow"]
+    (container,) = containers(mlflow)
+    assert container["image"] == f"predmaint/mlflow:{VERSION}"
+    args = " ".join(container["args"])
+    assert (
+        "--backend-store-uri=postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@postgres.mlflow.svc" in args
+    )
+    assert "--artifacts-destination=s3://mlflow/" in args
+    env = {item["name"]: item for item in container["env"]}
+    assert env["MLFLOW_S3_ENDPOINT_URL"]["value"].startswith("http://minio.mlflow.svc")
+    # In-cluster clients (the chart's mlflow.trackingUri) must pass MLflow's Host-header check.
+    allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
+    assert "mlflow.mlflow.svc.cluster.local:5000" in allowed
+
+
+def _example_secrets() -> dict[tuple[str, str], dict[str, Any]]:
+    examples = {}
+    for path in sorted((MANIFESTS / "secrets").glob("*.example.yaml")):
+        secret = yaml.safe_load(path.read_text())
+        assert secret["kind"] == "Secret"
+        assert path.read_text().startswith("# TEMPLATE ONLY"), f"{path.name} must say it is a template"
+        examples[(secret["metadata"]["namespace"], secret["metadata"]["name"])] = secret
+    assert examples, "manifests/secrets/*.example.yaml are missing"
+    return examples
+
+
+def test_secrets_are_templates_outside_every_kustomization_and_cover_every_reference(rendered) -> None:
+    directory, resources, _ = rendered
+    assert not [r for r in resources if r["kind"] == "Secret"], f"{directory} renders a Secret"
+    examples = _example_secrets()
+    for secret in examples.values():
+        for key, value in secret["stringData"].items():
+            assert "CHANGE-ME" in value or value.startswith("http") or key == "username", (
+                f"{secret['metadata']['name']}.{key} looks like a real value: use a CHANGE-ME placeholder"
+            )
+    for workload in workloads(resources):
+        namespace = workload["metadata"]["namespace"]
+        for container in containers(workload):
+            for item in container.get("env", []):
+                reference = item.get("valueFrom", {}).get("secretKeyRef")
+                if reference:
+                    example = examples.get((namespace, reference["name"]))
+                    assert example, (
+                        f"Secret {namespace}/{reference['name']} has no example in manifests/secrets"
+                    )
+                    assert reference["key"] in example["stringData"], f"{reference} not in its example"
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in _strings(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in _strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_no_kustomization_includes_the_secret_examples() -> None:
+    for kustomization in MANIFESTS.rglob("kustomization.yaml"):
+        entries = _strings(yaml.safe_load(kustomization.read_text()))
+        assert not [entry for entry in entries if "secrets/" in entry or "example.yaml" in entry], (
+            f"{kustomization.relative_to(REPO)} includes the secret templates"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_local_overlays_use_the_standard_storage_class_and_an_nginx_ingress_mlflow_accepts(
+    overlay: str,
+) -> None:
+    resources = render(overlay)
+    for statefulset in [r for r in resources if r["kind"] == "StatefulSet"]:
+        for claim in statefulset["spec"]["volumeClaimTemplates"]:
+            assert claim["spec"]["storageClassName"] == "standard", statefulset["metadata"]["name"]
+    (ingress,) = [r for r in resources if r["kind"] == "Ingress"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (mlflow,) = [r for r in resources if r["kind"] == "Deployment" and r["metadata"]["name"] == "mlflow"]
+    env = {item["name"]: item.get("value") for item in containers(mlflow)[0]["env"]}
+    for rule in ingress["spec"]["rules"]:
+        assert rule["host"] in env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(","), (
+            f"{overlay}: MLflow would answer 403 to its ingress host {rule['host']}"
+        )
+
+
+def test_kubeflow_pipelines_is_pinned_to_one_release_in_both_kustomizations() -> None:
+    # Remote bases: rendering them downloads the kubeflow/pipelines repository, so the pin is
+    # checked as text (a release tag X.Y.Z, the same in both parts, and the one docs/deploy.md names).
+    refs = {}
+    for part in ("cluster-scoped", "platform-agnostic"):
+        kustomization = yaml.safe_load((KFP / part / "kustomization.yaml").read_text())
+        (resource,) = kustomization["resources"]
+        assert resource.startswith("github.com/kubeflow/pipelines/manifests/kustomize/"), resource
+        match = re.fullmatch(r"[^?]+\?ref=(\d+\.\d+\.\d+)", resource)
+        assert match, f"{part}: {resource} is not pinned to a release tag (?ref=X.Y.Z)"
+        refs[part] = match[1]
+    assert len(set(refs.values())) == 1, f"the two parts pin different releases: {refs}"
+    release = refs["cluster-scoped"]
+    assert f"?ref={release}" in (REPO / "docs" / "deploy.md").read_text(), (
+        "docs/deploy.md names another release"
+    )
+
+
+def test_kind_cluster_maps_ports_80_and_443_to_an_ingress_ready_node() -> None:
+    cluster = yaml.safe_load((MANIFESTS / "kind" / "cluster.yaml").read_text())
+    assert (cluster["kind"], cluster["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
+    (node,) = [node for node in cluster["nodes"] if node["role"] == "control-plane"]
+    mappings = {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]}
+    assert {(80, 80), (443, 443)} <= mappings
+    assert 'node-labels: "ingress-ready=true"' in "".join(node["kubeadmConfigPatches"])
+
+
+# skaffold.yaml
+
+
+@pytest.fixture(scope="module")
+def skaffold() -> dict[str, Any]:
+    """skaffold.yaml, parsed."""
+    return yaml.safe_load((REPO / "skaffold.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def chart_values() -> dict[str, Any]:
+    """The chart's values.yaml, parsed."""
+    assert VALUES.is_file(), f"{VALUES.relative_to(REPO)} is missing: skaffold deploys that chart"
+    return yaml.safe_load(VALUES.read_text())
+
+
+def _has_key(values: dict[str, Any], dotted: str) -> bool:
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_skaffold_builds_both_images_from_their_dockerfiles(skaffold) -> None:
+    assert skaffold["apiVersion"].startswith("skaffold/v4beta") and skaffold["kind"] == "Config"
+    artifacts = {a["image"]: a for a in skaffold["build"]["artifacts"]}
+    assert artifacts.keys() == {"predmaint/serving", "predmaint/pipeline"}
+    for artifact in artifacts.values():
+        assert artifact["context"] == "."
+        assert (REPO / artifact["docker"]["dockerfile"]).is_file(), artifact
+
+
+def test_skaffold_tags_images_as_the_compiled_pipeline_names_them(skaffold) -> None:
+    tag = skaffold["build"]["tagPolicy"]["envTemplate"]["template"]
+    assert tag == VERSION, f"skaffold tags {tag}, the project is {VERSION}"
+    pipeline = (REPO / "pipelines" / "training" / "pipeline.yaml").read_text()
+    assert f"image: predmaint/pipeline:{tag}" in pipeline
+
+
+def test_skaffold_deploys_the_chart_with_the_built_images(skaffold, chart_values) -> None:
+    (release,) = skaffold["deploy"]["helm"]["releases"]
+    assert (REPO / release["chartPath"] / "Chart.yaml").is_file()
+    assert "artifactOverrides" not in release, "obsolete in skaffold v2: use setValueTemplates"
+    templates = release["setValueTemplates"]
+    for image, prefix in (("predmaint_serving", "image"), ("predmaint_pipeline", "pipelineImage")):
+        assert templates[f"{prefix}.repository"] == f"{{{{.IMAGE_REPO_{image}}}}}"
+        assert templates[f"{prefix}.tag"] == f"{{{{.IMAGE_TAG_{image}}}}}"
+    set_values = dict(release["setValues"])
+    for profile in skaffold["profiles"]:
+        for patch in profile.get("patches", []):
+            prefix = "/deploy/helm/releases/0/setValues/"
+            if patch["path"].startswith(prefix):
+                set_values[patch["path"].removeprefix(prefix)] = patch["value"]
+    for key in [*templates, *set_values]:
+        assert _has_key(chart_values, key), f"skaffold sets {key}, which charts/predmaint/values.yaml lacks"
+    assert set_values["mlflow.trackingUri"] == "http://mlflow.mlflow.svc.cluster.local:5000"
+
+
+def test_skaffold_profiles_keep_local_images_local(skaffold) -> None:
+    profiles = {profile["name"]: profile for profile in skaffold["profiles"]}
+    assert {"kind", "minikube"} <= profiles.keys()
+    for name in ("kind", "minikube"):
+        patches = {patch["path"]: patch["value"] for patch in profiles[name]["patches"]}
+        assert patches["/build/local"] == {"push": False}, name
+    assert profiles["kind"]["activation"] == [{"kubeContext": "kind-predmaint"}]
+    assert yaml.safe_load((MANIFESTS / "kind" / "cluster.yaml").read_text())["name"] == "predmaint"
+
+
+def test_deploy_guide_names_only_files_and_make_targets_that_exist() -> None:
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    repository_path = r"(?<![\w/.-])((?:manifests|charts|docker|pipelines|serving)/[\w./-]*[\w/])"
+    paths = set(re.findall(repository_path, guide))
+    missing = sorted(path for path in paths if not (REPO / path).exists())
+    assert not missing, f"docs/deploy.md names paths that do not exist: {missing}"
+    makefile = (REPO / "Makefile").read_text()
+    for target in set(re.findall(r"`make ([\w-]+)", guide)):
+        assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"docs/deploy.md runs `make {target}`"
