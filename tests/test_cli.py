@@ -187,11 +187,13 @@ def test_config_prints_effective_settings(tmp_path, capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["simulator"]["seed"] == 99
 
 
-def test_demo_compares_the_fleet_with_the_real_file(tmp_path):
+def test_compare_puts_the_fleet_beside_the_real_file(tmp_path):
     result = run(
-        "demo", cwd=tmp_path, env={"PREDMAINT_SIMULATOR__MACHINES": "5", "PREDMAINT_SIMULATOR__STEPS": "200"}
+        "compare",
+        cwd=tmp_path,
+        env={"PREDMAINT_SIMULATOR__MACHINES": "5", "PREDMAINT_SIMULATOR__STEPS": "200"},
     )
     assert result.returncode == 0, result.stderr
     assert "vs the AI4I 2020 file" in result.stdout
     assert "rate_machine_failure" in result.stdout
-    assert len(read_readings(tmp_path / ".predmaint" / "demo" / "readings.parquet")) == 1000
+    assert len(read_readings(tmp_path / ".predmaint" / "compare" / "readings.parquet")) == 1000

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -701,7 +703,6 @@ def serve(
     Other settings (batch and body limits, explanations, the prediction log) come from the
     `serving` section of params.yaml or PREDMAINT_SERVING__* variables.
     """
-    import os
     import shutil
     import tempfile
 
@@ -733,18 +734,89 @@ def serve(
 
 @app.command()
 def demo(
+    scenario: Annotated[
+        Scenario, typer.Option("--scenario", help="Drift that starts once v1 serves (see `simulate --help`).")
+    ] = Scenario.sensor_bias,
     out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", help="Where the demo writes [default: <state_dir>/demo].")
+        Path | None, typer.Option("--out-dir", help="Where the demo works [default: <state_dir>/demo].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Run the whole loop on this machine: stream, snapshot, train, serve, drift, retrain, promote.
+
+    A few minutes on 2 cores. Everything is real (store, DVC, kfp.local, MLflow on SQLite,
+    gunicorn); the demo's world lives in --out-dir and is rebuilt on every run.
+    """
+    from predmaint.demo import STAGES, DemoConfig, run
+
+    settings = _settings()
+    workdir = (out_dir or settings.state_dir / "demo").resolve()
+    err.print(f"[bold]predmaint demo[/]: scenario {scenario.value}, working in {workdir}")
+    started = datetime.now()
+
+    def on_stage(name: str) -> None:
+        elapsed = (datetime.now() - started).total_seconds()
+        err.print(f"  [green]✓[/] {STAGES[name]} [dim]({elapsed:.0f} s)[/]")
+
+    sys.stdout.flush()
+    stdout = os.dup(1)
+    os.dup2(2, 1)  # kfp.local and its tasks log to stdout; stdout is for the summary
+    try:
+        with err.status("running the loop …"):
+            summary = run(DemoConfig(workdir=workdir, scenario=scenario), on_stage=on_stage)
+    except (RuntimeError, ValueError) as exc:  # a stage failed: say which, with its message
+        raise CliError(f"the demo stopped: {exc}; its files are in {workdir}") from None
+    finally:
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
+        os.close(stdout)
+    if as_json:
+        typer.echo(json.dumps(asdict(summary)))
+        return
+    table = Table(title=f"predmaint demo — {summary.seconds:.0f} s")
+    table.add_column("")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_row("champion version", str(summary.champion_before), str(summary.champion_after))
+    table.add_row("live F1 on drifted readings", _fmt(summary.live_f1_before), _fmt(summary.live_f1_after))
+    table.add_row("data versions", summary.data_versions[0], summary.data_versions[-1])
+    Console().print(table)
+    checks = Table(title="scheduled drift checks")
+    for column in ("at step", "drift", "retrain", "reason"):
+        checks.add_column(column)
+    for check in summary.checks:
+        checks.add_row(str(check.at_step), str(check.drift), str(check.retrain), check.reason)
+    Console().print(checks)
+    stages = Table(title="seconds per stage")
+    for name in summary.stage_seconds:
+        stages.add_column(name, justify="right")
+    stages.add_row(*(f"{seconds:.1f}" for seconds in summary.stage_seconds.values()))
+    Console().print(stages)
+    Console().print(
+        f"requests {summary.requests:,} ({summary.readings_answered:,} readings), failed "
+        f"{summary.failed_requests}; retraining runs {summary.retrain_runs}; "
+        f"summary: {workdir / 'summary.json'}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+@app.command()
+def compare(
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", help="Where the readings go [default: <state_dir>/compare].")
     ] = None,
 ) -> None:
-    """Run the main job on the embedded default: simulate a fleet and compare it with the real AI4I file."""
+    """Simulate a fleet (the `simulator` settings) and compare its statistics with the real AI4I file."""
     from predmaint.datasets import load_ai4i, read_readings, write_readings
     from predmaint.simulator import SimulationSpec
     from predmaint.simulator import simulate as run_simulation
     from predmaint.stats import describe
 
     settings = _settings()
-    target = (out_dir or settings.state_dir / "demo") / "readings.parquet"
+    target = (out_dir or settings.state_dir / "compare") / "readings.parquet"
     spec = SimulationSpec(
         machines=settings.simulator.machines,
         steps=settings.simulator.steps,

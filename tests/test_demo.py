@@ -1,0 +1,45 @@
+"""`predmaint demo` runs the whole loop on real parts and ends with a better champion serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_the_demo_ends_with_a_new_champion_one_retraining_and_no_failed_request(tmp_path):
+    command = [
+        str(Path(sys.executable).parent / "predmaint"),
+        "demo",
+        "--json",
+        "--out-dir",
+        str(tmp_path / "demo"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary == json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert int(summary["champion_after"]) > int(summary["champion_before"]), summary["promotion"]
+    assert summary["drift_detected"] and summary["retrain_runs"] == 1
+    assert summary["requests"] > 100 and summary["failed_requests"] == 0
+    assert summary["live_f1_after"] > summary["live_f1_before"]
+    first, drifted, again = summary["checks"]
+    assert not first["retrain"] and drifted["retrain"] and not again["retrain"]
+    assert "not retraining" in again["reason"]  # the guard: one run per situation
+    assert len(summary["data_versions"]) == 4 and summary["seconds"] < 600
+    assert "✓" in done.stderr and "kfp.local" in done.stderr  # the stages were reported as they ended
+
+
+def test_the_demo_rejects_an_unknown_scenario(tmp_path):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "predmaint"), "demo", "--scenario", "meteor"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and "meteor" in done.stderr
