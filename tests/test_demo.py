@@ -12,7 +12,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def test_the_demo_ends_with_a_new_champion_one_retraining_and_no_failed_request(tmp_path):
+def test_the_demo_ends_with_a_new_champion_one_retraining_and_no_failed_request(tmp_path, browser):
     command = [
         str(Path(sys.executable).parent / "predmaint"),
         "demo",
@@ -33,6 +33,17 @@ def test_the_demo_ends_with_a_new_champion_one_retraining_and_no_failed_request(
     assert "not retraining" in again["reason"]  # the guard: one run per situation
     assert len(summary["data_versions"]) == 4 and summary["seconds"] < 600
     assert "✓" in done.stderr and "kfp.local" in done.stderr  # the stages were reported as they ended
+
+    from selenium.webdriver.common.by import By
+
+    browser.get((tmp_path / "demo" / "report.html").as_uri())
+    assert browser.find_element(By.TAG_NAME, "h1").text == "predmaint demo"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#probabilities svg.machine")) == 20  # one per machine
+    assert "version 2" in browser.find_element(By.ID, "versions").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#checks tr")) == 1 + 3
+    assert "v1 → v2" in browser.find_element(By.CLASS_NAME, "cards").text
+    assert browser.find_element(By.ID, "f1").size["height"] > 0  # laid out, not just present
+    browser.save_screenshot(str(tmp_path / "report.png"))
 
 
 def test_the_demo_rejects_an_unknown_scenario(tmp_path):

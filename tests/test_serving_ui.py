@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from predmaint.predlog import PredictionLog
 from serving.app import create_app
 
 pytestmark = pytest.mark.integration
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
@@ -29,21 +27,6 @@ def site(served_bundle, tmp_path):
     thread.start()
     yield app, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMEDRIVER, "chromedriver is missing: make system-deps installs Debian chromium-driver"
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def click_and_wait(browser, element_id: str) -> None:

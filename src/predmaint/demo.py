@@ -78,6 +78,7 @@ class Summary:
     """`summary.json`: what the demo did and measured."""
 
     scenario: str
+    onset_step: int = 0
     data_versions: list[str] = field(default_factory=list)
     champion_before: str | None = None
     champion_after: str | None = None
@@ -212,8 +213,8 @@ def run(config: DemoConfig, on_stage: Callable[[str], None] = lambda stage: None
 
     settings = load_settings()
     store = settings.ingest.store
-    summary = Summary(scenario=config.scenario.value)
     onset = HISTORY_STEPS + CALM_STEPS
+    summary = Summary(scenario=config.scenario.value, onset_step=onset)
     stream = _steps(config, onset)
     clock = time.monotonic()
 
@@ -321,7 +322,13 @@ def run(config: DemoConfig, on_stage: Callable[[str], None] = lambda stage: None
     summary.readings_answered = len(traffic.answers)
     summary.seconds = round(time.monotonic() - started, 1)
     (config.workdir / "summary.json").write_text(json.dumps(asdict(summary), indent=2), encoding="utf-8")
-    pd.DataFrame(traffic.answers).to_parquet(config.workdir / "answers.parquet")
+    answers = pd.DataFrame(traffic.answers)
+    answers.to_parquet(config.workdir / "answers.parquet")
+    if len(answers):
+        from predmaint.demo_report import render
+
+        report = render(asdict(summary), answers)
+        (config.workdir / "report.html").write_text(report, encoding="utf-8")
     return summary
 
 
