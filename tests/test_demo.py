@@ -54,3 +54,46 @@ def test_the_demo_rejects_an_unknown_scenario(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 2 and "meteor" in done.stderr
+
+
+def _processes_of(workdir: Path) -> list[int]:
+    """Processes whose environment names the demo's working directory (the demo and its children)."""
+    found = []
+    marker = f"PREDMAINT_STATE_DIR={workdir / 'state'}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
+    import os
+    import signal
+    import time
+
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [str(Path(sys.executable).parent / "predmaint"), "demo", "--out-dir", str(workdir)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    seen = []
+    for line in demo.stderr:  # wait until the service answers, then press Ctrl-C
+        seen.append(line)
+        if "answering /predict" in line:
+            break
+    assert any("answering /predict" in line for line in seen), "".join(seen)
+    assert len(_processes_of(workdir)) >= 3  # the demo, gunicorn's arbiter and its workers
+    os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, rest = demo.communicate(timeout=60)
+    assert demo.returncode == 130, rest[-2000:]  # the CLI's exit code for an interrupt
+    deadline = time.monotonic() + 30
+    while _processes_of(workdir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(workdir) == []
