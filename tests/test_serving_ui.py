@@ -31,13 +31,25 @@ def site(served_bundle, tmp_path):
 
 def click_and_wait(browser, element_id: str) -> None:
     """Click a link or button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, element_id).click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old))
+
+    def replaced(driver) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:  # Chromium may name the gone page's node this way instead
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(browser, 20).until(replaced)
 
 
 def test_a_person_checks_a_reading_and_sees_modes_and_reasons(site, browser, tmp_path):
