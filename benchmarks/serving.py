@@ -19,8 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from predmaint import schema
-from predmaint.ingest.broker import free_port
+from predmaint.ingest.broker import free_port, wait_until_answering
 from predmaint.simulator import SimulationSpec, simulate
 
 BIN = Path(sys.executable).parent
@@ -53,28 +51,13 @@ def _readings(count: int) -> list[dict[str, Any]]:
     return out
 
 
-def _wait(url: str, process: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"the server behind {url} exited with {process.returncode}")
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer within {seconds} s")
-
-
 @contextmanager
 def _server(command: list[str], ready_url: str, env: dict[str, str]):
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        _wait(ready_url, process)
+        wait_until_answering(ready_url, process)
         yield
     finally:
         if process.poll() is None:

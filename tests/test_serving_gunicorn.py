@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from predmaint.ingest.broker import free_port
+from predmaint.ingest.broker import free_port, wait_until_answering
 from predmaint.predlog import read_predictions
 from predmaint.registry import CHAMPION, log_and_register, set_alias
 from predmaint.training import TrainingConfig, fit
@@ -47,16 +47,8 @@ def post(url: str, body: object) -> tuple[int, dict]:
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, f"{url} never answered 200"
-        time.sleep(0.3)
+    """The service (or tracking server) behind `url` answers 200 within `seconds`."""
+    wait_until_answering(url, process, seconds)
 
 
 def start_tracking_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:

@@ -170,21 +170,6 @@ class Traffic:
             )
 
 
-def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"predmaint serve exited with {process.returncode}; see its log")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"predmaint serve did not become ready within {seconds:.0f} s")
-
-
 def _f1(answers: list[dict[str, Any]]) -> float | None:
     if not answers:
         return None
@@ -204,7 +189,7 @@ def run(config: DemoConfig, on_stage: Callable[[str], None] = lambda stage: None
     config.workdir.mkdir(parents=True)
     os.environ.update(_environment(config.workdir, config.trials))
     from predmaint.config import load_settings
-    from predmaint.ingest.broker import free_port
+    from predmaint.ingest.broker import free_port, wait_until_answering
     from predmaint.ingest.parse import validate_frame
     from predmaint.ingest.store import ReadingStore
     from predmaint.retrain import run_local
@@ -252,7 +237,7 @@ def run(config: DemoConfig, on_stage: Callable[[str], None] = lambda stage: None
     )
     traffic = Traffic(f"http://127.0.0.1:{port}/predict")
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/ready", server)
+        wait_until_answering(f"http://127.0.0.1:{port}/ready", server)
         stage_done("serve")
 
         def stream_steps(count: int) -> None:
