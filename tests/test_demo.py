@@ -30,7 +30,8 @@ def test_the_demo_ends_with_a_new_champion_one_retraining_and_no_failed_request(
     assert summary["live_f1_after"] > summary["live_f1_before"]
     first, drifted, again = summary["checks"]
     assert not first["retrain"] and drifted["retrain"] and not again["retrain"]
-    assert "not retraining" in again["reason"]  # the guard: one run per situation
+    # The third check sees a later window: it asks for no retraining, or the guard holds it back.
+    assert "reported only" in again["reason"] or "not retraining" in again["reason"], again["reason"]
     assert len(summary["data_versions"]) == 4 and summary["seconds"] < 600
     assert "✓" in done.stderr and "kfp.local" in done.stderr  # the stages were reported as they ended
 
