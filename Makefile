@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help install demo test lint format bench lock clean distclean system-deps k8s-tools
+.PHONY: help install demo test test-fast lint format bench lock clean distclean system-deps k8s-tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,8 +34,15 @@ install: $(VENV)/.installed ## Create .venv with the locked dependencies and pre
 demo: install ## Run the main job on the embedded default (no cluster)
 	$(BIN)/predmaint demo
 
-test: lint system-deps k8s-tools ## Run the whole test suite (ruff, then pytest)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The container tests need an engine: docker/engine.sh starts dockerd when none answers (installing
+# Debian's docker.io if needed) and stops it again when pytest is done, whatever pytest returned.
+test: lint system-deps k8s-tools kfp-spec ## Run the whole test suite: ruff, the images, then pytest
+	docker/engine.sh start
+	trap 'docker/engine.sh stop' EXIT; \
+	$(MAKE) --no-print-directory images && $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## The inner loop: pytest without the slow tests (no images, no engine)
+	$(BIN)/pytest -m "not slow" -x -q $(PYTEST_ARGS)
 
 # helm and kubeconform, pinned and built from source with the machine's Go into .tools/bin, once
 # per version (a few minutes for helm on 2 cores): the chart tests render and validate with them.
@@ -63,12 +70,33 @@ $(K8S_TOOLS)/kubeconform: $(K8S_TOOLS)/.version-kubeconform-$(KUBECONFORM_VERSIO
 
 k8s-tools: $(K8S_TOOLS)/helm $(K8S_TOOLS)/kubeconform ## Build the pinned helm and kubeconform into .tools/bin
 
+# The protobuf definitions of the Kubeflow Pipelines release the manifests pin (KFP_RELEASE, the
+# ?ref= of manifests/kubeflow-pipelines/cluster-scoped), unpacked once per release into
+# .tools/kfp-spec/<release>/ from wheels whose hashes spec-requirements.txt fixes:
+# tests/test_kfp_backend.py parses the compiled pipeline with them, as strictly as that backend.
+KFP_RELEASE := $(shell sed -n 's/.*?ref=\([0-9.]*\)$$/\1/p' manifests/kubeflow-pipelines/cluster-scoped/kustomization.yaml)
+KFP_SPEC_REQUIREMENTS := manifests/kubeflow-pipelines/spec-requirements.txt
+KFP_SPEC := .tools/kfp-spec/$(KFP_RELEASE)
+
+$(KFP_SPEC)/.installed: $(KFP_SPEC_REQUIREMENTS) | $(UV)
+	@grep -q "^kfp-kubernetes==$(KFP_RELEASE) " $< && grep -q "^kfp-pipeline-spec==$(KFP_RELEASE) " $< || \
+		{ echo "make kfp-spec: $< does not pin release $(KFP_RELEASE) of the kustomizations: update its versions and hashes"; exit 1; }
+	rm -rf $(KFP_SPEC) $(KFP_SPEC).tmp
+	$(UV) pip install --quiet --python $(PYTHON) --no-deps --require-hashes --only-binary :all: --target $(KFP_SPEC).tmp -r $<
+	mv $(KFP_SPEC).tmp $(KFP_SPEC)
+	touch $@
+
+.PHONY: kfp-spec
+kfp-spec: $(KFP_SPEC)/.installed ## Unpack the pinned KFP release's protobuf definitions into .tools/kfp-spec
+
 # Debian packages used for real: the Mosquitto MQTT broker (ingestion tests), Chromium and its
-# driver (the web page and report tests), wrk (the serving benchmark).
-DEBIAN_PACKAGES := mosquitto chromium chromium-driver wrk
+# driver (the web page and report tests), wrk (the serving benchmark), PostgreSQL (the backend
+# store of the MLflow image in the container tests).
+DEBIAN_PACKAGES := mosquitto chromium chromium-driver wrk postgresql
 MISSING := $(strip $(if $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null),,mosquitto) \
 	$(if $(shell command -v chromium),,chromium) $(if $(shell command -v chromedriver),,chromium-driver) \
-	$(if $(shell command -v wrk),,wrk))
+	$(if $(shell command -v wrk),,wrk) \
+	$(if $(shell command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null),,postgresql))
 system-deps: ## Install the Debian packages the tests and benchmarks need, if missing
 ifneq ($(MISSING),)
 	@if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: run 'sudo apt-get install $(MISSING)' or make test as root"; exit 1; fi
@@ -102,12 +130,24 @@ IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)predmaint
 NEED_DOCKER = command -v $(DOCKER) >/dev/null || { echo "make $@: '$(DOCKER)' not found: install Docker (docs/deploy.md)"; exit 1; }; \
 	$(DOCKER) info >/dev/null 2>&1 || { echo "make $@: '$(DOCKER)' cannot reach a Docker engine: start one (or set DOCKER_HOST) and retry"; exit 1; }
 
-.PHONY: images push
+# The base: PYTHON_IMAGE when given; else the pinned python image if it can be had; else (no
+# registry) the Debian base of `make base-image`, built once from Debian's packages.
+# Builds use the host's network, so pip and uv reach the package index as this machine does.
+PYTHON_IMAGE ?=
+BUILD = $(DOCKER) build --network host --build-arg PYTHON_IMAGE="$$base"
+
+.PHONY: images push base-image
+base-image: ## Build the Python base from Debian bookworm packages (the air-gapped path; needs root)
+	@$(NEED_DOCKER)
+	DOCKER=$(DOCKER) docker/base-image.sh build
+
 images: ## Build the serving, pipeline and MLflow images (REGISTRY=host/path to prefix them)
 	@$(NEED_DOCKER)
-	$(DOCKER) build -f serving/Dockerfile -t $(IMAGE_PREFIX)/serving:$(VERSION) .
-	$(DOCKER) build -f docker/pipeline.Dockerfile -t $(IMAGE_PREFIX)/pipeline:$(VERSION) .
-	$(DOCKER) build -f docker/mlflow.Dockerfile -t $(IMAGE_PREFIX)/mlflow:$(VERSION) .
+	base=$$(PYTHON_IMAGE="$(PYTHON_IMAGE)" DOCKER=$(DOCKER) docker/base-image.sh resolve); \
+	echo "images: building on $$base"; \
+	$(BUILD) -f serving/Dockerfile -t $(IMAGE_PREFIX)/serving:$(VERSION) . && \
+	$(BUILD) -f docker/pipeline.Dockerfile -t $(IMAGE_PREFIX)/pipeline:$(VERSION) . && \
+	$(BUILD) -f docker/mlflow.Dockerfile -t $(IMAGE_PREFIX)/mlflow:$(VERSION) .
 
 push: ## Build and push the images to REGISTRY (make push REGISTRY=registry.example.com/team)
 	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY, e.g. make push REGISTRY=registry.example.com/team"; exit 1; }

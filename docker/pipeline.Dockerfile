@@ -19,16 +19,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_LINK_MODE=copy
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /build
-# The s3 extra (dvc[s3]) lets snapshots and the pipeline's pull_data use the cluster's
-# S3-compatible store as the DVC remote.
+# The DVC remotes the chart offers (dvc.remote): the s3 extra (dvc[s3]) for the cluster's
+# S3-compatible store, the gdrive extra (dvc[gdrive]) for Google Drive with a service account.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --locked --no-dev --extra s3 --no-install-project --no-editable
+RUN uv sync --locked --no-dev --extra s3 --extra gdrive --no-install-project --no-editable
 COPY README.md ./
 COPY src ./src
 COPY components ./components
 COPY pipelines ./pipelines
 COPY serving ./serving
-RUN uv sync --locked --no-dev --extra s3 --no-editable
+RUN uv sync --locked --no-dev --extra s3 --extra gdrive --no-editable
 
 FROM ${PYTHON_IMAGE}
 # git: DVC versions the store as a git repository (snapshot, pull_data). Not version-pinned:

@@ -119,3 +119,12 @@ def browser():
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def mlflow_image(tmp_path_factory):
+    """The MLflow image on a real PostgreSQL, run as manifests/base runs it; yields its URI."""
+    from containers import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlartifacts")) as uri:
+        yield uri

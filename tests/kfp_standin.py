@@ -2,8 +2,9 @@
 
 No KFP API server can run here (it needs a Kubernetes cluster). This server answers the four
 calls a run submission makes — health, find the experiment, create it, create the run — with the
-shapes of the KFP v2beta1 REST API, and keeps every request so a test can count the runs that
-were submitted and read their parameters. docs/drift.md describes the real path.
+shapes of the KFP v2beta1 REST API, and keeps every request (and its Authorization header) so a
+test can count the runs that were submitted and read their parameters and credentials.
+docs/drift.md describes the real path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Recorded:
     """Requests the stand-in received."""
 
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)  # Authorization header of each request
     experiments: dict[str, str] = field(default_factory=dict)  # display name → id
 
     @property
@@ -47,6 +49,7 @@ def _handler(recorded: Recorded) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             path = urlparse(self.path).path
             recorded.requests.append((self.command, path, body))
+            recorded.authorizations.append(self.headers.get("Authorization"))
             return path, body
 
         def do_GET(self) -> None:

@@ -221,6 +221,93 @@ def test_ingress_routes_predict_to_the_service(rendered: Rendered) -> None:
     assert backends["/predict"] == {"name": RELEASE, "port": {"name": "http"}}
 
 
+def _ingress_paths(ingress: dict[str, Any]) -> dict[str, str]:
+    """Path -> pathType of every rule of one Ingress."""
+    return {
+        path["path"]: path["pathType"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
+    }
+
+
+def _routes(path: str, path_type: str, url: str) -> bool:
+    """Whether an Ingress path of this type sends `url` to the service (Prefix: by path elements)."""
+    if path_type == "Exact":
+        return url == path
+    prefix = path.rstrip("/")
+    return url == prefix or url.startswith(prefix + "/")
+
+
+def test_ingress_publishes_the_public_endpoints_and_never_metrics(rendered: Rendered) -> None:
+    from serving.app import create_app
+
+    app_routes = {rule.rule for rule in create_app().url_map.iter_rules()} - {"/static/<path:filename>"}
+    assert {"/predict", "/metrics", "/health", "/model"} <= app_routes
+
+    def published(ingress: dict[str, Any]) -> set[str]:
+        paths = _ingress_paths(ingress).items()
+        return {url for url in app_routes if any(_routes(path, kind, url) for path, kind in paths)}
+
+    for ingress in rendered.of_kind("Ingress"):
+        assert "/predict" in published(ingress)
+        assert not published(ingress) & {"/metrics", "/health", "/model"}, _ingress_paths(ingress)
+    if not rendered.overrides.get("ingress"):
+        (ingress,) = rendered.of_kind("Ingress")
+        # The API, its description and readiness, and the shop-floor pages the docs point to.
+        public = ["/predict", "/ready", "/openapi.json", "/", "/fleet"]
+        assert _ingress_paths(ingress) == dict.fromkeys(public, "Exact")
+        assert published(ingress) == set(public)
+
+
+@pytest.mark.parametrize(
+    "path, path_type",
+    [("/", "Prefix"), ("/", "ImplementationSpecific"), ("/metrics", "Exact"), ("/metrics/", "Prefix")],
+)
+def test_ingress_refuses_a_path_that_publishes_metrics(tmp_path: Path, path: str, path_type: str) -> None:
+    values = tmp_path / "values.yaml"
+    hosts = [
+        {
+            "host": "",
+            "paths": [{"path": "/predict", "pathType": "Exact"}, {"path": path, "pathType": path_type}],
+        }
+    ]
+    values.write_text(yaml.safe_dump({"ingress": {"hosts": hosts}}), encoding="utf-8")
+    result = helm("template", RELEASE, str(CHART), *KUBE_VERSION, "--values", str(values))
+    assert result.returncode != 0, f"the chart routed {path} ({path_type}) through the ingress"
+    assert "would route /metrics through the ingress" in result.stderr
+
+
+def _body_limit_bytes(ingress: dict[str, Any]) -> int:
+    """ingress-nginx's proxy-body-size annotation in bytes (nginx sizes: digits, then b, k, m or g)."""
+    size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    match = re.fullmatch(r"(\d+)([bkmg]?)", size, re.IGNORECASE)  # ingress-nginx's own SizeRegex
+    assert match, f"ingress-nginx rejects proxy-body-size {size!r}"
+    return int(match.group(1)) * 1024 ** "bkmg".index(match.group(2).lower() or "b")
+
+
+def _ingress_with(tmp_path: Path, values: dict[str, Any]) -> dict[str, Any]:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    (ingress,) = Rendered(path).of_kind("Ingress")
+    return ingress
+
+
+def test_ingress_body_limit_lets_the_app_answer_413(default: Rendered, tmp_path: Path) -> None:
+    """Bodies just over the app's limit reach the app (its JSON 413), not ingress-nginx's HTML 413."""
+    from predmaint.config import ServingSettings
+
+    app_limit = ServingSettings().max_body_bytes
+    (ingress,) = default.of_kind("Ingress")
+    assert app_limit < _body_limit_bytes(ingress) <= app_limit + (1 << 20) + 1024
+    # The chart's fallback is the app's default: naming it explicitly changes nothing.
+    explicit = _ingress_with(tmp_path, {"settings": {"PREDMAINT_SERVING__MAX_BODY_BYTES": str(app_limit)}})
+    assert _body_limit_bytes(explicit) == _body_limit_bytes(ingress)
+    # A larger app limit raises the ingress limit with it; an explicit annotation wins.
+    raised = _ingress_with(tmp_path, {"settings": {"PREDMAINT_SERVING__MAX_BODY_BYTES": str(8 << 20)}})
+    assert 8 << 20 < _body_limit_bytes(raised) <= (9 << 20) + 1024
+    annotations = {"nginx.ingress.kubernetes.io/proxy-body-size": "16m", "example.com/team": "plant"}
+    overridden = _ingress_with(tmp_path, {"ingress": {"annotations": annotations}})
+    assert overridden["metadata"]["annotations"] == annotations
+
+
 def test_ingress_class_and_tls_are_configurable() -> None:
     (ingress,) = variant("everything-on").of_kind("Ingress")
     assert ingress["spec"]["ingressClassName"] == "traefik"
@@ -402,6 +489,10 @@ SCHEMA_VIOLATIONS = {
         "existingSecret",
     ),
     "setting the chart owns": ({"settings": {"PREDMAINT_STATE_DIR": "/elsewhere"}}, "PREDMAINT_STATE_DIR"),
+    "body limit not in bytes": (
+        {"settings": {"PREDMAINT_SERVING__MAX_BODY_BYTES": "2MiB"}},
+        "PREDMAINT_SERVING__MAX_BODY_BYTES",
+    ),
 }
 
 

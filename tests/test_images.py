@@ -292,5 +292,5 @@ def test_make_images_tags_with_the_project_version_and_optional_registry(system_
     prefixed = _make("-n", "push", "REGISTRY=registry.example.com/team/", path=system_path).stdout
     for image, dockerfile in (("serving", SERVING), ("pipeline", PIPELINE), ("mlflow", MLFLOW)):
         relative = dockerfile.relative_to(REPO)
-        assert f"build -f {relative} -t predmaint/{image}:{VERSION} ." in plain
+        assert f'--build-arg PYTHON_IMAGE="$base" -f {relative} -t predmaint/{image}:{VERSION} .' in plain
         assert f"push registry.example.com/team/predmaint/{image}:{VERSION}" in prefixed

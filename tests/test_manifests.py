@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s import KUBERNETES_VERSION, validate
+from k8s import KUBERNETES_VERSION, helm, validate
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,8 @@ def test_mlflow_runs_the_image_make_images_builds_against_postgres_and_minio(ren
     assert container["image"] == f"predmaint/mlflow:{VERSION}"
     args = " ".join(container["args"])
     assert (
-        "--backend-store-uri=postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@postgres.mlflow.svc" in args
+        "--backend-store-uri=postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@postgres.mlflow.svc"
+        in args
     )
     assert "--artifacts-destination=s3://mlflow/" in args
     env = {item["name"]: item for item in container["env"]}
@@ -281,7 +282,6 @@ def test_skaffold_deploys_the_chart_with_the_built_images(skaffold, chart_values
     templates = release["setValueTemplates"]
     for image, prefix in (("predmaint_serving", "image"), ("predmaint_pipeline", "pipelineImage")):
         assert templates[f"{prefix}.repository"] == f"{{{{.IMAGE_REPO_{image}}}}}"
-        assert templates[f"{prefix}.tag"] == f"{{{{.IMAGE_TAG_{image}}}}}"
     set_values = dict(release["setValues"])
     for profile in skaffold["profiles"]:
         for patch in profile.get("patches", []):
@@ -291,6 +291,74 @@ def test_skaffold_deploys_the_chart_with_the_built_images(skaffold, chart_values
     for key in [*templates, *set_values]:
         assert _has_key(chart_values, key), f"skaffold sets {key}, which charts/predmaint/values.yaml lacks"
     assert set_values["mlflow.trackingUri"] == "http://mlflow.mlflow.svc.cluster.local:5000"
+
+
+def _skaffold_set_value(template: str, artifact: str, built: str) -> str:
+    """A setValueTemplates value as skaffold expands it for one build (pkg/skaffold/helm/args.go).
+
+    `built` is the build's reference: `name:tag@sha256:…` when pushed, `name:<image id>` when
+    loaded into the cluster. Its repository, tag and digest fill IMAGE_REPO_/IMAGE_TAG_/
+    IMAGE_DIGEST_<artifact> (the artifact's image name with `_` for `/-.:`), and skaffold drops a
+    trailing "@" (an empty digest).
+    """
+    name, _, digest = built.partition("@")
+    repository, _, tag = name.rpartition(":")
+    artifact = re.sub(r"[/\-.:]", "_", artifact)
+    fields = {"REPO": repository, "TAG": tag, "DIGEST": digest}
+    value = re.sub(
+        rf"{{{{\.IMAGE_(REPO|TAG|DIGEST)_{artifact}}}}}", lambda match: fields[match.group(1)], template
+    )
+    assert "{{" not in value, f"{template} names another artifact than {artifact}"
+    return value.removesuffix("@")
+
+
+def _deployed_images(skaffold: dict[str, Any], serving: str, pipeline: str) -> dict[str, str]:
+    """The image of the serving Deployment and the drift CronJob, as skaffold would install them."""
+    (release,) = skaffold["deploy"]["helm"]["releases"]
+    built = {"image": ("predmaint/serving", serving), "pipelineImage": ("predmaint/pipeline", pipeline)}
+    sets = [
+        f"{key}={_skaffold_set_value(template, *built[key.partition('.')[0]])}"
+        for key, template in release["setValueTemplates"].items()
+    ]
+    chart = str(REPO / release["chartPath"])
+    result = helm(
+        "template", release["name"], chart, "--kube-version", KUBERNETES_VERSION, "--set", ",".join(sets)
+    )
+    assert result.returncode == 0, result.stderr
+    objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in yaml.safe_load_all(result.stdout) if o}
+    deployment = objects["Deployment/predmaint"]["spec"]["template"]["spec"]
+    cronjob = objects["CronJob/predmaint-drift-check"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return {"serving": deployment["containers"][0]["image"], "pipeline": cronjob["containers"][0]["image"]}
+
+
+def test_skaffold_rebuilds_roll_the_pods(skaffold) -> None:
+    """Every build reaches the pod templates as an immutable reference, so new content rolls the pods.
+
+    The version tag is the same for every build (the compiled pipeline names it): passed alone,
+    a rebuild would leave the Deployment unchanged and its pods on the old image.
+    """
+    first, second = "a" * 64, "b" * 64
+    for pushed in (True, False):
+
+        def build(image: str, content: str, pushed: bool = pushed) -> str:
+            name = f"team/predmaint/{image}" if pushed else f"predmaint/{image}"
+            return f"{name}:{VERSION}@sha256:{content}" if pushed else f"{name}:{content}"
+
+        before = _deployed_images(skaffold, build("serving", first), build("pipeline", first))
+        after = _deployed_images(skaffold, build("serving", second), build("pipeline", second))
+        assert before == {"serving": build("serving", first), "pipeline": build("pipeline", first)}
+        assert after == {"serving": build("serving", second), "pipeline": build("pipeline", second)}
+
+
+def test_skaffold_on_kind_also_loads_the_pipeline_image_kfp_runs(skaffold) -> None:
+    """KFP's pods run the compiled pipeline's `predmaint/pipeline:<version>`: kind must get that tag."""
+    artifacts = [artifact["image"] for artifact in skaffold["build"]["artifacts"]]
+    kind = next(profile for profile in skaffold["profiles"] if profile["name"] == "kind")
+    patches = {patch["path"]: patch["value"] for patch in kind["patches"]}
+    hooks = patches[f"/build/artifacts/{artifacts.index('predmaint/pipeline')}/hooks"]["after"]
+    name = yaml.safe_load((MANIFESTS / "kind" / "cluster.yaml").read_text())["name"]
+    load = ["kind", "load", "docker-image", "--name", name, f"predmaint/pipeline:{VERSION}"]
+    assert [hook["command"] for hook in hooks] == [load]
 
 
 def test_skaffold_profiles_keep_local_images_local(skaffold) -> None:

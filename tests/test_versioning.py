@@ -134,6 +134,16 @@ def test_snapshot_of_something_that_is_not_a_store(tmp_path):
         snapshot(tmp_path, remote_config(str(tmp_path / "remote")))
 
 
+@pytest.mark.slow
+def test_a_failed_push_names_dvcs_reason(tmp_path):
+    ingest_simulated(tmp_path / "store", 5)
+    blocked = tmp_path / "remote"
+    blocked.write_text("a file where the remote directory should be")
+    with pytest.raises(VersioningError, match=r"dvc push failed: ERROR: .*") as raised:
+        snapshot(tmp_path / "store", remote_config(str(blocked)))
+    assert "Having any troubles" not in str(raised.value)
+
+
 # --- remote configuration (Google Drive and S3 cannot be reached here; their config can) -------
 def test_local_remote_is_an_absolute_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -543,6 +543,9 @@ def pipeline_submit(
     store: Annotated[
         str, typer.Option("--store", help="Store path inside the pipeline pods.")
     ] = "/data/store",
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="Profile namespace (multi-user KFP only).")
+    ] = None,
 ) -> None:
     """Submit a run of the compiled pipeline to Kubeflow Pipelines (prints the run id)."""
     from predmaint.retrain import PipelineError, submit
@@ -550,7 +553,7 @@ def pipeline_submit(
     if not data_version:
         raise CliError("--data-version is required for a cluster run (the snapshot commit to train on)", 2)
     try:
-        typer.echo(submit(host, experiment, data_version, store))
+        typer.echo(submit(host, experiment, data_version, store, namespace=namespace))
     except PipelineError as exc:
         raise CliError(str(exc)) from None
 

@@ -132,6 +132,9 @@ class ServingSettings(_Section):
     host: str = Field("127.0.0.1", description="Address gunicorn binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port gunicorn binds.")
     workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    worker_timeout: int = Field(
+        30, ge=1, description="Seconds a request may take before gunicorn replaces its worker (not at boot)."
+    )
     poll_seconds: float = Field(10.0, gt=0, description="Seconds between checks of the champion alias.")
     max_batch: int = Field(1000, ge=1, description="Readings per /predict request (413 above).")
     max_body_bytes: int = Field(2 << 20, ge=1024, description="Largest /predict body accepted (413 above).")
@@ -163,6 +166,9 @@ class DriftSettings(_Section):
     cooldown_hours: float = Field(6.0, ge=0, description="No second retraining within this many hours.")
     kfp_host: str | None = Field(None, description="KFP API server for --trigger kfp (in-cluster URL).")
     kfp_experiment: str = Field("predmaint", description="KFP experiment of triggered runs.")
+    kfp_namespace: str = Field(
+        "", description="Namespace (profile) of triggered runs in multi-user KFP; empty: single-user."
+    )
 
 
 class Settings(BaseSettings):

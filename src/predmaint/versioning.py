@@ -100,7 +100,7 @@ def _run(cmd: list[str], cwd: Path, step: str) -> str:
     except FileNotFoundError:
         raise VersioningError(f"{step}: {cmd[0]} is not installed") from None
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        detail = f"{result.stdout}\n{result.stderr}".strip().splitlines()
         message = next((line for line in reversed(detail) if line.strip().startswith("ERROR")), None)
         raise VersioningError(
             f"{step} failed: {(message or (detail[-1] if detail else 'no output')).strip()}"
@@ -165,7 +165,7 @@ def snapshot(store: str | Path, remote: RemoteConfig) -> DataVersion:
         _ensure_repo(root, remote)
         with store_commit_lock(root):
             stats = store_stats(root)
-            _dvc("add", "-q", READINGS, cwd=root, step="dvc add")
+            _dvc("add", READINGS, cwd=root, step="dvc add")
         _git(
             "add", f"{READINGS}.dvc", ".gitignore", ".dvc/config", ".dvc/.gitignore", cwd=root, step="git add"
         )
@@ -176,7 +176,8 @@ def snapshot(store: str | Path, remote: RemoteConfig) -> DataVersion:
         if changed:
             message = f"snapshot: {stats['readings']} readings of {stats['machines']} machines ({md5})"
             _git("commit", "-q", "-m", message, cwd=root, step="git commit")
-        _dvc("push", "-q", "-r", REMOTE_NAME, cwd=root, step="dvc push")
+        # Not -q: it hides DVC's ERROR line (the cause) but not its "Having any troubles?" footer.
+        _dvc("push", "-r", REMOTE_NAME, cwd=root, step="dvc push")
         commit = _git("rev-parse", "HEAD", cwd=root, step="git rev-parse").strip()
     finally:
         if writer is not None:

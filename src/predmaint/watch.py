@@ -88,8 +88,34 @@ def _trigger(kind: Trigger, settings: Any) -> dict[str, Any]:
         return {"run_id": f"local:{version[:12]}", "data_version": version, **decision}
     if not settings.drift.kfp_host:
         raise DriftError("--trigger kfp needs drift.kfp_host (PREDMAINT_DRIFT__KFP_HOST), the KFP API URL")
-    run_id = submit(settings.drift.kfp_host, settings.drift.kfp_experiment, version, "/data/store")
+    run_id = submit(
+        settings.drift.kfp_host,
+        settings.drift.kfp_experiment,
+        version,
+        "/data/store",
+        namespace=settings.drift.kfp_namespace or None,
+    )
     return {"run_id": run_id, "data_version": version}
+
+
+def _nothing_to_check(settings: Any) -> DriftResult:
+    """The result (and JSON log line) of a check while the registry has no champion."""
+    result = DriftResult(
+        drift=False,
+        features={},
+        prediction_drift=None,
+        performance=None,
+        retrain=False,
+        reason=(
+            f"no champion of {settings.mlflow.model_name!r} in the registry yet: nothing to check; "
+            "the first training run registers one"
+        ),
+        reference_rows=0,
+        current_rows=0,
+    )
+    line = {k: v for k, v in result.as_dict().items() if k != "features"}
+    print(json.dumps({"event": "drift_check", **line, "drifted_features": []}), file=sys.stderr, flush=True)
+    return result
 
 
 def run_check(
@@ -111,6 +137,10 @@ def run_check(
         reference = _read(reference_path)
     elif run_id is not None:
         reference, reference_probabilities = champion_reference(settings, run_id)
+    elif use_model:
+        # A scheduled check before the first training run: nothing to compare with yet. That is
+        # a normal state of a new installation, not a failed job.
+        return _nothing_to_check(settings)
     else:
         raise DriftError(
             "no reference: pass --reference, or register a champion (its training sample is used)"

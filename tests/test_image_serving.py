@@ -1,0 +1,125 @@
+"""The serving image, run as the chart runs it, against the MLflow image on PostgreSQL.
+
+The serving container takes its command, environment, security context and volumes from
+`helm template` (tests/containers.py); the tracking server is the MLflow image with the args of
+manifests/base/mlflow.yaml, its backend store a real PostgreSQL, its artifacts proxied. Nothing
+of the host's environment reaches the service: it loads the champion through the tracking server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+from containers import (
+    Pod,
+    changed_outside_volumes,
+    claim_folder,
+    find,
+    render_chart,
+    require_image,
+    user_id,
+)
+from test_serving_gunicorn import READING, post
+
+from predmaint.ingest.broker import free_port, wait_until_answering
+from predmaint.registry import CHAMPION, log_and_register, set_alias
+from predmaint.training import TrainingConfig, fit
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+MODEL = "pm-image"
+
+
+@pytest.fixture(scope="module")
+def tracking(mlflow_image):
+    return mlflow_image
+
+
+@pytest.fixture(scope="module")
+def trained(simulate_frame):
+    data = simulate_frame(machines=20, steps=300, seed=4)
+    return fit(data, TrainingConfig(trials=1, families=("xgboost",)), with_modes=True)
+
+
+def _register(trained, uri: str) -> str:
+    registered = log_and_register(
+        trained, tracking_uri=uri, experiment="image", model_name=MODEL, tags={"data_version": "test"}
+    )
+    return registered.version
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_image_runs_as_an_unprivileged_numeric_user():
+    for name in ("serving", "pipeline", "mlflow"):
+        assert user_id(require_image(name)) == "10001:10001", name
+
+
+def test_the_serving_image_follows_the_champion_of_the_mlflow_image(tmp_path, tracking, trained):
+    require_image("serving")
+    port = free_port()
+    docs = render_chart(
+        {"serving": {"port": port, "pollSeconds": 1}, "mlflow": {"trackingUri": tracking, "modelName": MODEL}}
+    )
+    pod = Pod(
+        docs,
+        find(docs, "Deployment", component="serving"),
+        claims={"predmaint-state": claim_folder(tmp_path / "state")},
+    )
+    container = pod.start(f"predmaint-test-serving-{uuid.uuid4().hex[:6]}", extra=["--health-interval", "2s"])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{base}/health", container, 120)
+        assert _status(f"{base}/ready") == 503  # no champion yet: alive, not ready
+
+        set_alias(tracking, MODEL, CHAMPION, _register(trained, tracking))
+        wait_until_answering(f"{base}/ready", container, 120)
+        # Each worker finds the first champion at its own poll (serving.pollSeconds): until then
+        # it answers 503 "no model is loaded yet", which clients retry. Within two polls all serve.
+        deadline = time.monotonic() + 2 * 1 + 5
+        answers = [post(f"{base}/predict", READING) for _ in range(10)]
+        while any(status != 200 for status, _ in answers[-10:]) and time.monotonic() < deadline:
+            answers.append(post(f"{base}/predict", READING))
+        assert all(status == 200 for status, _ in answers[-10:]), answers[-1]
+        assert answers[-1][1]["predictions"][0]["model_version"] == "1"
+        assert container.health() == "healthy"  # the image's own HEALTHCHECK command
+
+        answers: list[tuple[int, str | None]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                code, payload = post(f"{base}/predict", READING)
+                answers.append((code, payload.get("predictions", [{}])[0].get("model_version")))
+
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for client in clients:
+            client.start()
+        time.sleep(1)
+        set_alias(tracking, MODEL, CHAMPION, _register(trained, tracking))  # promoted under load
+        promoted = time.monotonic()
+        while time.monotonic() - promoted < 60 and sum(v == "2" for _, v in answers[-20:]) < 20:
+            time.sleep(0.2)
+        stop.set()
+        for client in clients:
+            client.join(10)
+        assert answers and all(code == 200 for code, _ in answers), {code for code, _ in answers}
+        assert {version for _, version in answers} == {"1", "2"} and answers[-1][1] == "2"
+
+        assert container.exec("id", "-u").stdout.strip() == "10001"
+        assert container.exec("touch", "/app/written").returncode != 0  # the root filesystem is read-only
+        assert changed_outside_volumes(container, pod) == []
+    except BaseException:
+        print(container.logs()[-4000:])
+        raise
+    finally:
+        container.remove()
