@@ -112,8 +112,10 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The images benchmark builds and runs containers: the engine is started (and stopped) as for make test.
 bench: install system-deps ## Run the benchmarks (BENCH="serving" for one) and rewrite docs/BENCHMARKS.md
-	$(BIN)/python -m benchmarks.run $(BENCH)
+	docker/engine.sh start
+	trap 'docker/engine.sh stop' EXIT; $(BIN)/python -m benchmarks.run $(BENCH)
 
 lock: $(UV) ## Re-resolve uv.lock after changing dependencies in pyproject.toml
 	$(UV) lock --python $(PYTHON)

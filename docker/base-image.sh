@@ -18,7 +18,7 @@
 set -euo pipefail
 
 PINNED=python:3.11.14-slim-bookworm
-BASE=predmaint/python:3.11-bookworm
+BASE=${BASE_IMAGE_TAG:-predmaint/python:3.11-bookworm}  # another tag: a trial build (benchmarks/images.py)
 DOCKER=${DOCKER:-docker}
 SUITE=bookworm
 PACKAGES=python3.11,python3-pip,python3-venv,ca-certificates
@@ -52,9 +52,9 @@ build() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
     fi
-    local root
+    # Global, not local: the EXIT trap runs after this function has returned.
     root=$(mktemp -d /var/tmp/predmaint-base.XXXXXX)
-    trap 'rm -rf "$root"' EXIT
+    trap 'rm -rf "${root:-}"' EXIT
     log "debootstrap $SUITE (minbase + $PACKAGES) into $root"
     # shellcheck disable=SC2046
     debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" $(mirror) >&2

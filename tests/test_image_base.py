@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from containers import REPO, docker
@@ -35,8 +37,28 @@ def test_the_base_resolves_without_rebuilding_an_unchanged_recipe():
     assert labels["org.predmaint.base-recipe"] == hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:16]
 
 
-def test_the_debian_base_is_laid_out_like_the_python_image():
-    base = _resolve().stdout.strip()
+@pytest.fixture(scope="module")
+def fresh_base():
+    """The Debian base built now, from nothing, under a throw-away tag (as on a fresh machine)."""
+    tag = f"predmaint/python:test-{os.getpid()}"
+    before = set(Path("/var/tmp").glob("predmaint-base.*"))
+    done = subprocess.run(
+        [str(SCRIPT), "build"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "BASE_IMAGE_TAG": tag},
+    )
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert set(Path("/var/tmp").glob("predmaint-base.*")) == before  # the root tree is removed
+        yield tag
+    finally:
+        docker("rmi", "--force", tag, check=False)
+
+
+def test_the_debian_base_is_laid_out_like_the_python_image(fresh_base):
+    base = fresh_base
     probe = (
         "import os, ssl, sys, sysconfig; "
         "print(sys.version_info[:2] == (3, 11), os.path.realpath('/usr/local/bin/python') == "

@@ -8,7 +8,6 @@ of the host's environment reaches the service: it loads the champion through the
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.request
 import uuid
@@ -23,7 +22,7 @@ from containers import (
     require_image,
     user_id,
 )
-from test_serving_gunicorn import READING, post
+from test_serving_gunicorn import READING, post, promote_under_load
 
 from predmaint.ingest.broker import free_port, wait_until_answering
 from predmaint.registry import CHAMPION, log_and_register, set_alias
@@ -93,25 +92,9 @@ def test_the_serving_image_follows_the_champion_of_the_mlflow_image(tmp_path, tr
         assert answers[-1][1]["predictions"][0]["model_version"] == "1"
         assert container.health() == "healthy"  # the image's own HEALTHCHECK command
 
-        answers: list[tuple[int, str | None]] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            while not stop.is_set():
-                code, payload = post(f"{base}/predict", READING)
-                answers.append((code, payload.get("predictions", [{}])[0].get("model_version")))
-
-        clients = [threading.Thread(target=load) for _ in range(4)]
-        for client in clients:
-            client.start()
-        time.sleep(1)
-        set_alias(tracking, MODEL, CHAMPION, _register(trained, tracking))  # promoted under load
-        promoted = time.monotonic()
-        while time.monotonic() - promoted < 60 and sum(v == "2" for _, v in answers[-20:]) < 20:
-            time.sleep(0.2)
-        stop.set()
-        for client in clients:
-            client.join(10)
+        answers = promote_under_load(  # promoted under load
+            base, lambda: set_alias(tracking, MODEL, CHAMPION, _register(trained, tracking)), "2"
+        )
         assert answers and all(code == 200 for code, _ in answers), {code for code, _ in answers}
         assert {version for _, version in answers} == {"1", "2"} and answers[-1][1] == "2"
 

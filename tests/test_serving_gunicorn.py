@@ -75,6 +75,35 @@ def start_tracking_server(tmp_path: Path) -> tuple[subprocess.Popen, str]:
     return server, uri
 
 
+def promote_under_load(
+    base: str, promote, new_version: str, seconds: float = 60
+) -> list[tuple[int, str | None]]:
+    """(status, version) of every answer to four clients while `promote()` moves the champion.
+
+    The clients stop once 20 answers in a row come from `new_version`, or after `seconds`.
+    """
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            code, payload = post(f"{base}/predict", READING)
+            answers.append((code, payload.get("predictions", [{}])[0].get("model_version")))
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    time.sleep(1)
+    promote()
+    promoted = time.monotonic()
+    while time.monotonic() - promoted < seconds and sum(v == new_version for _, v in answers[-20:]) < 20:
+        time.sleep(0.2)
+    stop.set()
+    for client in clients:
+        client.join(10)
+    return answers
+
+
 def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an outage shows at the next check
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
@@ -124,27 +153,8 @@ def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame
         status, body = post(f"{base}/predict", READING)
         assert status == 200 and body["predictions"][0]["model_version"] == "1"
 
-        answers: list[tuple[int, str | None]] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            while not stop.is_set():
-                code, payload = post(f"{base}/predict", READING)
-                answers.append((code, payload.get("predictions", [{}])[0].get("model_version")))
-
-        clients = [threading.Thread(target=load) for _ in range(4)]
-        for client in clients:
-            client.start()
-        time.sleep(1)
-        set_alias(uri, "pm", CHAMPION, register())  # a new champion while requests flow
-        promoted_at = time.monotonic()
-        while time.monotonic() - promoted_at < 30:
-            if sum(1 for _, version in answers[-20:] if version == "2") == 20:
-                break
-            time.sleep(0.2)
-        stop.set()
-        for client in clients:
-            client.join(10)
+        # a new champion while requests flow
+        answers = promote_under_load(base, lambda: set_alias(uri, "pm", CHAMPION, register()), "2", 30)
         assert all(code == 200 for code, _ in answers), {code for code, _ in answers}
         assert {version for _, version in answers} == {"1", "2"}
         assert answers[-1][1] == "2"
