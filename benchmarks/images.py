@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,9 @@ def _builds(base: str) -> list[tuple[str, float, float, int]]:
         cold = _timed([*command[:2], "--no-cache", *command[2:]])
         warm = _timed(command)
         rows.append((tag, cold, warm, _size(tag)))
+        print(
+            f"  {tag}: cold {cold:.0f} s, warm {warm:.1f} s, {rows[-1][3] / 2**20:,.0f} MiB", file=sys.stderr
+        )
     return rows
 
 
@@ -167,11 +171,21 @@ def _mlflow_image(workdir: Path, uri: str, model: str, base: str) -> tuple[str, 
     text = dockerfile.read_text()
     text = re.sub(r"^FROM \S+", f"FROM {base}", text, count=1, flags=re.M)
     wheel = next((folder / "wheel").glob("*.whl")).name
-    text = text.replace(
-        "COPY model_dir/model /opt/ml/model",
-        f"COPY wheel/{wheel} /tmp/{wheel}\nRUN pip install --no-deps /tmp/{wheel}\n"
-        "COPY model_dir/model /opt/ml/model",
+    # The registered model imports predmaint, which its requirements cannot name (it is not on the
+    # package index), nor predmaint's own small dependencies: the generated image gets the wheel and
+    # the serving image's hash-locked set, the same libraries at the same versions.
+    shutil.copy(ROOT / "docker" / "serving-requirements.txt", folder / "serving-requirements.txt")
+    text, added = re.subn(
+        r"^COPY model_dir ",
+        "COPY serving-requirements.txt /tmp/serving-requirements.txt\n"
+        "RUN pip install --require-hashes -r /tmp/serving-requirements.txt\n"
+        f"COPY wheel/{wheel} /tmp/{wheel}\nRUN pip install --no-deps /tmp/{wheel}\nCOPY model_dir ",
+        text,
+        count=1,
+        flags=re.M,
     )
+    if not added:
+        raise RuntimeError(f"no `COPY model_dir` in MLflow's generated Dockerfile:\n{text}")
     dockerfile.write_text(text)
     tag = "predmaint/bench-mlflow-models:latest"
     seconds = _timed(["docker", "build", "--network", "host", "--no-cache", "-t", tag, str(folder)])
@@ -196,14 +210,14 @@ def run() -> tuple[str, list[str]]:
         serve_port = free_port()
         ours = _serving_run(uri, model, serve_port)
         starts = [
-            _cold_start(ours, f"http://127.0.0.1:{serve_port}/ready", f"bench-serving-{i}")
+            _cold_start(ours, f"http://127.0.0.1:{serve_port}/ready", f"bench-serving-{os.getpid()}-{i}")
             for i in range(STARTS)
         ]
         peer_tag, peer_build, peer_size = _mlflow_image(workdir, uri, model, base)
         peer_port = free_port()
         peer = ["--publish", f"127.0.0.1:{peer_port}:8080", "--env", "MLFLOW_MODELS_WORKERS=2", peer_tag]
         peer_starts = [
-            _cold_start(peer, f"http://127.0.0.1:{peer_port}/ping", f"bench-mlflow-{i}")
+            _cold_start(peer, f"http://127.0.0.1:{peer_port}/ping", f"bench-mlflow-{os.getpid()}-{i}")
             for i in range(STARTS)
         ]
         reading = _readings(1)[0]
@@ -213,7 +227,7 @@ def run() -> tuple[str, list[str]]:
             ("MLflow's generated image", peer, f"http://127.0.0.1:{peer_port}/invocations",
              {"dataframe_records": [reading]}),
         ):  # fmt: skip
-            name = f"bench-load-{label.split()[0]}"
+            name = f"bench-load-{os.getpid()}-{len(throughput)}"
             _docker("run", "--detach", "--name", name, *run_args)
             try:
                 _wait(url.rsplit("/", 1)[0] + ("/ready" if "predict" in url else "/ping"))
@@ -245,7 +259,7 @@ def run() -> tuple[str, list[str]]:
         "with failure-mode models, is downloaded from a tracking server on this machine), and "
         f"single-reading requests at concurrency {CONCURRENCY} (wrk, 2 workers each) against the same "
         "champion in MLflow's generated image (`mlflow models generate-dockerfile --env-manager local`, "
-        "FROM replaced by the same base, the project wheel added):",
+        "FROM replaced by the same base, the project wheel and the serving image's locked set added):",
         "",
         "| image | build (cold) | size | cold start | requests/s | p50 | p99 | failed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -267,7 +281,7 @@ def run() -> tuple[str, list[str]]:
     lines += [
         "",
         f"MLflow's image is {ratio:.2f}× the size of the serving image; the serving image answers "
-        f"{ours_rps / peer_rps:.0f}× its requests per second. Both cold starts count until the model "
-        "is loaded and the server answers.",
+        f"{ours_rps / max(peer_rps, 1e-9):.1f}× its requests per second. Both cold starts count until "
+        "the model is loaded and the server answers.",
     ]
     return "Container images", lines
