@@ -192,3 +192,21 @@ def test_prediction_drift_uses_the_held_out_probabilities_it_is_given(served_bun
     assert result.prediction_drift["statistic"] == 0 and not result.prediction_drift["drifted"]
     shifted = check(reference, current, bundle=served_bundle, reference_probabilities=same + 0.5)
     assert shifted.prediction_drift["drifted"]
+
+
+def test_a_scheduled_check_before_the_first_champion_says_so_and_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREDMAINT_MLFLOW__TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("PREDMAINT_STATE_DIR", str(tmp_path / "state"))
+    command = [str(Path(sys.executable).parent / "predmaint"), "drift", "check", "--trigger", "kfp", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert not result["drift"] and not result["retrain"] and "no champion" in result["reason"]
+    [log_line] = [json.loads(line) for line in done.stderr.splitlines() if line.startswith('{"event"')]
+    assert log_line["reason"] == result["reason"] and log_line["drifted_features"] == []
+    refused = subprocess.run(
+        [*command[:3], "--no-model", "--json"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert (
+        refused.returncode == 1 and "no reference" in refused.stderr
+    )  # without a model, a reference is needed

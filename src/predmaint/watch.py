@@ -113,9 +113,15 @@ def _nothing_to_check(settings: Any) -> DriftResult:
         reference_rows=0,
         current_rows=0,
     )
-    line = {k: v for k, v in result.as_dict().items() if k != "features"}
-    print(json.dumps({"event": "drift_check", **line, "drifted_features": []}), file=sys.stderr, flush=True)
+    _log(result)
     return result
+
+
+def _log(result: DriftResult, **extra: str) -> None:
+    """The check's one JSON log line on stderr (what `kubectl logs` shows of the CronJob)."""
+    line = {k: v for k, v in result.as_dict().items() if k != "features"}
+    line["drifted_features"] = [name for name, f in result.features.items() if f["drifted"]]
+    print(json.dumps({"event": "drift_check", **line, **extra}), file=sys.stderr, flush=True)
 
 
 def run_check(
@@ -174,8 +180,5 @@ def run_check(
     target = report_path or settings.state_dir / "drift" / f"report-{now.strftime('%Y%m%dT%H%M%S')}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_report(result, reference, current), encoding="utf-8")
-    line = {k: v for k, v in result.as_dict().items() if k not in ("features",)}
-    line["drifted_features"] = [name for name, f in result.features.items() if f["drifted"]]
-    line["report"] = str(target)
-    print(json.dumps({"event": "drift_check", **line}), file=sys.stderr, flush=True)
+    _log(result, report=str(target))
     return result
