@@ -143,13 +143,20 @@ base-image: ## Build the Python base from Debian bookworm packages (the air-gapp
 	@$(NEED_DOCKER)
 	DOCKER=$(DOCKER) docker/base-image.sh build
 
+# Each builder stage is tagged too (predmaint/<image>-builder, never pushed): the stages an image
+# replaced then become dangling and are pruned, while the current ones stay the cache of the next
+# build. Without that, every source change left gigabytes behind (a full disk after a day's work).
+# Only images built on the Debian base (its label) are pruned; nothing else of the engine's.
 images: ## Build the serving, pipeline and MLflow images (REGISTRY=host/path to prefix them)
 	@$(NEED_DOCKER)
 	base=$$(PYTHON_IMAGE="$(PYTHON_IMAGE)" DOCKER=$(DOCKER) docker/base-image.sh resolve); \
 	echo "images: building on $$base"; \
-	$(BUILD) -f serving/Dockerfile -t $(IMAGE_PREFIX)/serving:$(VERSION) . && \
-	$(BUILD) -f docker/pipeline.Dockerfile -t $(IMAGE_PREFIX)/pipeline:$(VERSION) . && \
-	$(BUILD) -f docker/mlflow.Dockerfile -t $(IMAGE_PREFIX)/mlflow:$(VERSION) .
+	for spec in serving:serving/Dockerfile pipeline:docker/pipeline.Dockerfile mlflow:docker/mlflow.Dockerfile; do \
+		image=$${spec%%:*}; dockerfile=$${spec#*:}; \
+		$(BUILD) --target builder -f $$dockerfile -t $(IMAGE_PREFIX)/$$image-builder:$(VERSION) . && \
+		$(BUILD) -f $$dockerfile -t $(IMAGE_PREFIX)/$$image:$(VERSION) . || exit 1; \
+	done; \
+	$(DOCKER) image prune --force --filter label=org.predmaint.base-recipe
 
 push: ## Build and push the images to REGISTRY (make push REGISTRY=registry.example.com/team)
 	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY, e.g. make push REGISTRY=registry.example.com/team"; exit 1; }

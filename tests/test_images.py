@@ -290,7 +290,10 @@ def test_make_push_asks_for_a_registry(system_path: str) -> None:
 def test_make_images_tags_with_the_project_version_and_optional_registry(system_path: str) -> None:
     plain = _make("-n", "images", path=system_path).stdout
     prefixed = _make("-n", "push", "REGISTRY=registry.example.com/team/", path=system_path).stdout
+    build = 'build --network host --build-arg PYTHON_IMAGE="$base"'
+    assert f"{build} -f $dockerfile -t predmaint/$image:{VERSION} ." in plain
+    assert f"{build} --target builder -f $dockerfile -t predmaint/$image-builder:{VERSION} ." in plain
     for image, dockerfile in (("serving", SERVING), ("pipeline", PIPELINE), ("mlflow", MLFLOW)):
         relative = dockerfile.relative_to(REPO)
-        assert f'--build-arg PYTHON_IMAGE="$base" -f {relative} -t predmaint/{image}:{VERSION} .' in plain
+        assert f"{image}:{relative}" in plain  # the loop's (image, Dockerfile) pairs
         assert f"push registry.example.com/team/predmaint/{image}:{VERSION}" in prefixed
