@@ -166,6 +166,85 @@ push: ## Build and push the images to REGISTRY (make push REGISTRY=registry.exam
 	$(DOCKER) push $(IMAGE_PREFIX)/pipeline:$(VERSION)
 	$(DOCKER) push $(IMAGE_PREFIX)/mlflow:$(VERSION)
 
+# A single-node Kubernetes built here (cluster/cluster.sh; docs/deploy.md, "No kind, no minikube"):
+# Kubernetes v1.34 from the Go module proxy through the wrapper module cluster/k8s (its staging
+# modules replaced with their published twins), Traefik through cluster/traefik, CoreDNS,
+# local-path-provisioner, MinIO and mc at the versions below; etcd, containerd, the CNI plugins,
+# conntrack and iptables from Debian. Built once into .tools/cluster/bin (about 20 minutes cold on
+# 2 cores); a changed pin rebuilds what it names.
+CLUSTER_BIN := .tools/cluster/bin
+K8S_VERSION := $(shell sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$$/\1/p' cluster/k8s/go.mod)
+K8S_MINOR := $(word 2,$(subst ., ,$(K8S_VERSION)))
+TRAEFIK_VERSION := $(shell sed -n 's/^require github.com\/traefik\/traefik\/v3 \(v[0-9.]*\)$$/\1/p' cluster/traefik/go.mod)
+COREDNS_VERSION := v1.15.0
+LOCAL_PATH_VERSION := v0.0.37
+# MinIO and mc publish no semantic versions: the module proxy serves these commits.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+MC_VERSION := v0.0.0-20250313080218-cf909e1063a9
+CLUSTER_GO := GOBIN=$(CURDIR)/$(CLUSTER_BIN) GOTOOLCHAIN=local CGO_ENABLED=0 go install -trimpath
+K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(K8S_MINOR) \
+	-X k8s.io/component-base/version.gitTreeState=clean
+CLUSTER_DEBIAN := etcd-server containernetworking-plugins conntrack iptables containerd runc
+CLUSTER_MISSING = $(strip $(if $(shell command -v etcd),,etcd-server) $(if $(wildcard /usr/lib/cni/bridge),,containernetworking-plugins) \
+	$(if $(shell command -v conntrack),,conntrack) $(if $(shell command -v iptables),,iptables) \
+	$(if $(shell command -v containerd),,containerd) $(if $(shell command -v runc),,runc))
+
+$(CLUSTER_BIN)/.version-%:
+	mkdir -p $(CLUSTER_BIN)
+	touch $@
+
+$(CLUSTER_BIN)/kubelet: $(CLUSTER_BIN)/.version-k8s-$(K8S_VERSION) cluster/k8s/go.mod cluster/k8s/go.sum
+	@$(NEED_GO)
+	cd cluster/k8s && $(CLUSTER_GO) -ldflags "$(K8S_LDFLAGS)" tool
+	touch $@
+
+$(CLUSTER_BIN)/traefik: $(CLUSTER_BIN)/.version-traefik-$(TRAEFIK_VERSION) cluster/traefik/go.mod cluster/traefik/go.sum
+	@$(NEED_GO)
+	cd cluster/traefik && $(CLUSTER_GO) -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$(TRAEFIK_VERSION)" tool
+	touch $@
+
+$(CLUSTER_BIN)/coredns: $(CLUSTER_BIN)/.version-coredns-$(COREDNS_VERSION)
+	@$(NEED_GO)
+	$(CLUSTER_GO) -ldflags "-s -w" github.com/coredns/coredns@$(COREDNS_VERSION)
+	touch $@
+
+$(CLUSTER_BIN)/local-path-provisioner: $(CLUSTER_BIN)/.version-local-path-$(LOCAL_PATH_VERSION)
+	@$(NEED_GO)
+	$(CLUSTER_GO) -ldflags "-s -w" github.com/rancher/local-path-provisioner@$(LOCAL_PATH_VERSION)
+	touch $@
+
+$(CLUSTER_BIN)/minio: $(CLUSTER_BIN)/.version-minio-$(MINIO_VERSION)
+	@$(NEED_GO)
+	$(CLUSTER_GO) -ldflags "-s -w" github.com/minio/minio@$(MINIO_VERSION)
+	touch $@
+
+$(CLUSTER_BIN)/mc: $(CLUSTER_BIN)/.version-mc-$(MC_VERSION)
+	@$(NEED_GO)
+	$(CLUSTER_GO) -ldflags "-s -w" github.com/minio/mc@$(MC_VERSION)
+	touch $@
+
+.PHONY: cluster-tools cluster-deps cluster cluster-down
+cluster-deps: ## Install the Debian packages a node needs (etcd, containerd, CNI plugins, conntrack)
+ifneq ($(CLUSTER_MISSING),)
+	@if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: run 'sudo apt-get install $(CLUSTER_MISSING)'"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(CLUSTER_MISSING)
+endif
+
+cluster-tools: $(CLUSTER_BIN)/kubelet $(CLUSTER_BIN)/traefik $(CLUSTER_BIN)/coredns $(CLUSTER_BIN)/local-path-provisioner $(CLUSTER_BIN)/minio $(CLUSTER_BIN)/mc ## Build the pinned Kubernetes, ingress, DNS, storage and MinIO binaries into .tools/cluster/bin
+
+# `make cluster` leaves the cluster (and a Docker engine it started) running; `make cluster-down`
+# stops both. KUBECONFIG=.tools/cluster/kubeconfig; the ingress answers on http://127.0.0.1/.
+cluster: cluster-deps cluster-tools k8s-tools ## Start a single-node Kubernetes here with the project's images loaded (needs root)
+	docker/engine.sh start
+	$(MAKE) --no-print-directory images
+	cluster/cluster.sh up
+
+cluster-down: ## Stop the cluster of make cluster (and the Docker engine it started)
+	cluster/cluster.sh down
+	docker/engine.sh stop
+
 clean: ## Remove local state (.predmaint/) and caches
 	rm -rf .predmaint .pytest_cache .ruff_cache .ci/junit.xml
 

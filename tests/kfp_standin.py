@@ -5,10 +5,14 @@ calls a run submission makes — health, find the experiment, create it, create 
 shapes of the KFP v2beta1 REST API, and keeps every request (and its Authorization header) so a
 test can count the runs that were submitted and read their parameters and credentials.
 docs/drift.md describes the real path.
+
+In a cluster it runs as a pod (`python kfp_standin.py --port 8888`, tests/test_cluster.py): the
+recorded requests are then read back with `GET /recorded`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 from dataclasses import dataclass, field
@@ -56,6 +60,10 @@ def _handler(recorded: Recorded) -> type[BaseHTTPRequestHandler]:
             path, _ = self._record()
             if path == "/apis/v2beta1/healthz":
                 self._answer({"multi_user": False})
+            elif path == "/recorded":  # what a test in the cluster reads back (python kfp_standin.py)
+                recorded.requests.pop()
+                recorded.authorizations.pop()
+                self._answer({"requests": recorded.requests, "authorizations": recorded.authorizations})
             elif path == "/apis/v2beta1/experiments":
                 self._answer(
                     {
@@ -98,3 +106,11 @@ class KfpStandIn:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Serve the KFP stand-in.")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8888)
+    args = parser.parse_args()
+    ThreadingHTTPServer((args.host, args.port), _handler(Recorded())).serve_forever()

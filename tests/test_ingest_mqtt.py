@@ -26,10 +26,10 @@ def broker(tmp_path):
         yield broker
 
 
-def publish(port: int, payloads: list[bytes], topic: str = "plant/sensors") -> None:
+def publish(port: int, payloads: list[bytes], topic: str = "plant/sensors", host: str = "127.0.0.1") -> None:
     """Publish with QoS 1 and wait for every PUBACK: the broker has acknowledged them all."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"publisher-{time.monotonic_ns()}")
-    client.connect("127.0.0.1", port)
+    client.connect(host, port)
     client.loop_start()
     try:
         infos = [client.publish(topic, payload, qos=1) for payload in payloads]

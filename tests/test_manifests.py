@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
-LOCAL_KUSTOMIZATIONS = ["base", "overlays/kind", "overlays/minikube"]
-OVERLAYS = ["overlays/kind", "overlays/minikube"]
+LOCAL_KUSTOMIZATIONS = ["base", "overlays/kind", "overlays/minikube", "overlays/local"]
+OVERLAYS = ["overlays/kind", "overlays/minikube", "overlays/local"]
 KFP = MANIFESTS / "kubeflow-pipelines"
 VALUES = REPO / "charts" / "predmaint" / "values.yaml"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
