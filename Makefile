@@ -36,10 +36,12 @@ demo: install ## Run the main job on the embedded default (no cluster)
 
 # The container tests need an engine: docker/engine.sh starts dockerd when none answers (installing
 # Debian's docker.io if needed) and stops it again when pytest is done, whatever pytest returned.
-test: lint system-deps k8s-tools kfp-spec ## Run the whole test suite: ruff, the images, then pytest
+# The images and the Go tools build side by side (-j3: downloads overlap compiles). The cluster
+# tests (tests/test_cluster.py) start the cluster of cluster/cluster.sh and stop it again.
+test: lint system-deps cluster-deps kfp-spec ## Run the whole test suite: ruff, images and tools, then pytest
 	docker/engine.sh start
 	trap 'docker/engine.sh stop' EXIT; \
-	$(MAKE) --no-print-directory images && $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory -j3 images k8s-tools cluster-tools && $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install ## The inner loop: pytest without the slow tests (no images, no engine)
 	$(BIN)/pytest -m "not slow" -x -q $(PYTEST_ARGS)

@@ -10,17 +10,24 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import drift, images, ingest, serving, simulator
+from benchmarks import cluster, drift, images, ingest, serving, simulator
 from benchmarks.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "BENCHMARKS.md"
 
-BENCHMARKS = {"simulator": simulator, "ingest": ingest, "serving": serving, "drift": drift, "images": images}
+BENCHMARKS = {
+    "simulator": simulator,
+    "ingest": ingest,
+    "serving": serving,
+    "drift": drift,
+    "images": images,
+    "cluster": cluster,
+}
 HEADER = [
     "# Benchmarks",
     "",
-    "Written by `make bench` (`python -m benchmarks.run [simulator|ingest|serving|drift|images …]`);",
+    "Written by `make bench` (`python -m benchmarks.run [simulator|ingest|serving|drift|images|cluster …]`);",
     "rerun it to reproduce. Figures are wall-clock times on the machine named in each section; compare",
     "ratios measured in the same run, not absolute numbers across machines.",
     "",
@@ -50,7 +57,14 @@ def main(names: list[str]) -> None:
         title, lines = module.run()
         sections[title] = "\n".join([f"## {title}", "", f"Machine: {machine}", "", *lines, ""])
         titles.append(title)
-    order = ["Fleet simulator", "Ingestion", "Serving", "Drift detection", "Container images"]
+    order = [
+        "Fleet simulator",
+        "Ingestion",
+        "Serving",
+        "Drift detection",
+        "Container images",
+        "Single-node cluster",
+    ]
     ordered = [sections[t] for t in order if t in sections] + [
         v for t, v in sections.items() if t not in order
     ]

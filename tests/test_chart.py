@@ -207,6 +207,21 @@ def test_serving_deployment(default: Rendered) -> None:
     assert not default.of_kind("HorizontalPodAutoscaler")
 
 
+def test_a_terminating_serving_pod_drains_before_gunicorn_stops(default: Rendered, tmp_path: Path) -> None:
+    # tests/test_cluster.py deletes a pod and rolls an upgrade under load with no failed request.
+    spec = default.named("Deployment", RELEASE)["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert spec["terminationGracePeriodSeconds"] == 35  # the drain, then 30 s for in-flight requests
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"serving": {"drainSeconds": 0}}), encoding="utf-8")
+    spec = Rendered(path).named("Deployment", RELEASE)["spec"]["template"]["spec"]
+    assert "lifecycle" not in spec["containers"][0] and spec["terminationGracePeriodSeconds"] == 30
+    path.write_text(yaml.safe_dump({"serving": {"drainSeconds": -1}}), encoding="utf-8")
+    refused = helm("template", RELEASE, str(CHART), *KUBE_VERSION, "--values", str(path))
+    assert refused.returncode != 0 and "drainSeconds" in refused.stderr
+
+
 def test_ingress_routes_predict_to_the_service(rendered: Rendered) -> None:
     ingresses = rendered.of_kind("Ingress")
     if not rendered.overrides.get("ingress", {}).get("enabled", True):

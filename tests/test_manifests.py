@@ -80,7 +80,11 @@ def test_every_local_kustomization_renders_and_is_valid_kubernetes(rendered) -> 
 
 
 def test_every_container_runs_restricted_non_root_with_resources(rendered) -> None:
-    directory, resources, _ = rendered
+    assert_restricted(*rendered[:2])
+
+
+def assert_restricted(directory: str, resources: list[dict[str, Any]]) -> None:
+    """Every container of RESOURCES runs under the restricted Pod Security Standard, with resources."""
     for workload in workloads(resources):
         pod = pod_spec(workload)["securityContext"]
         assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", workload["metadata"]["name"]
@@ -380,3 +384,19 @@ def test_deploy_guide_names_only_files_and_make_targets_that_exist() -> None:
     makefile = (REPO / "Makefile").read_text()
     for target in set(re.findall(r"`make ([\w-]+)", guide)):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"docs/deploy.md runs `make {target}`"
+
+
+def test_the_optional_mosquitto_is_the_broker_the_chart_names_by_default() -> None:
+    # Applied into the chart's namespace (`kubectl apply -k manifests/mosquitto -n <namespace>`):
+    # no namespace of its own, a Service named as the chart's default ingest.mqtt.host.
+    resources = render("mosquitto")
+    validate(yaml.safe_dump_all(resources))
+    assert all("namespace" not in r["metadata"] for r in resources)
+    assert_restricted("mosquitto", resources)
+    values = yaml.safe_load(VALUES.read_text())["ingest"]["mqtt"]
+    (service,) = [r for r in resources if r["kind"] == "Service"]
+    assert service["metadata"]["name"] == values["host"]
+    assert [port["port"] for port in service["spec"]["ports"]] == [values["port"]]
+    (deployment,) = workloads(resources)
+    assert "listener 1883" in [r for r in resources if r["kind"] == "ConfigMap"][0]["data"]["mosquitto.conf"]
+    assert containers(deployment)[0]["image"].startswith("predmaint/cluster-mosquitto:")
