@@ -129,7 +129,8 @@ def run() -> tuple[str, list[str]]:
         "",
         "| path | requests/s | p50 ms | p99 ms | failed |",
         "|---|---:|---:|---:|---:|",
-        f"| through the ingress (Traefik on 127.0.0.1:80, then the Service: service-upstream) | {through['rps']:.0f} | {through['p50']:.1f} | "
+        "| through the ingress (Traefik on 127.0.0.1:80, then the Service: service-upstream) | "
+        f"{through['rps']:.0f} | {through['p50']:.1f} | "
         f"{through['p99']:.1f} | {through['failed']} |",
         f"| the Service's cluster IP, direct | {direct['rps']:.0f} | {direct['p50']:.1f} | "
         f"{direct['p99']:.1f} | {direct['failed']} |",
