@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 from containers import require_image
+from test_image_pipeline import _git
 from test_ingest_mqtt import publish
 from test_serving_gunicorn import READING
 
@@ -522,16 +523,6 @@ def _job_from_cronjob(cronjob: str, name: str, timeout: float = 900) -> str:
     logs = kubectl("-n", NAMESPACE, "logs", f"job/{name}", check=False)
     assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}\n{diagnostics(NAMESPACE)}"
     return logs.stdout + logs.stderr
-
-
-def _git(store: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", f"safe.directory={store}", "-C", str(store), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def test_the_snapshot_cronjob_versions_the_store_volume(installed):
