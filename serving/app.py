@@ -114,14 +114,17 @@ def _readings_from_request() -> Readings:
 
 def _explain_unparsable(body: bytes) -> None:
     """Raise the most useful `BadInput` for a body msgspec would not split into readings."""
+    from predmaint.ingest.parse import Unreadable, load_json
     from predmaint.schema import ReadingError, validate_reading
 
     try:
-        payload = json.loads(body.decode("utf-8"))  # accepts NaN/Infinity, so their field can be named
+        payload = load_json(body.decode("utf-8"))  # reads NaN/Infinity, so their field can be named
     except UnicodeDecodeError as exc:
         raise BadInput(f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"the body is empty or not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except Unreadable as exc:
+        raise BadInput(
+            f"the body is empty or not valid JSON: {str(exc).removeprefix('invalid JSON: ')}"
+        ) from None
     is_list = isinstance(payload, list)
     for index, item in enumerate(payload if is_list else [payload]):
         try:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,6 +299,7 @@ def ingest(
                     stop,
                     on_commit=lambda result: bar.advance(task, result.accepted),
                     retry_attempts=settings.ingest.retry_attempts,
+                    max_clock_skew=timedelta(seconds=settings.ingest.max_clock_skew_seconds),
                 )
     except (StoreError, SourceError) as exc:
         raise CliError(str(exc)) from None

@@ -58,6 +58,12 @@ class IngestSettings(_Section):
     compact_after: int = Field(8, ge=2, description="Merge a partition's batch files once it has this many.")
     retry_attempts: int = Field(8, ge=1, description="Attempts per commit when the store fails to write.")
     http_max_body_bytes: int = Field(16 << 20, ge=1024, description="Largest HTTP body accepted (else 413).")
+    max_clock_skew_seconds: float = Field(
+        3600.0,
+        ge=0,
+        le=7 * 86400,
+        description="Readings stamped further ahead of this machine's clock are dead letters.",
+    )
     mqtt_client_id: str | None = Field(
         None, description="MQTT session id; default derived from the store path, stable across restarts."
     )

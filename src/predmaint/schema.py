@@ -93,6 +93,10 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 SENSOR_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "float")
 MACHINE_ID_MAX_LENGTH = 128
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+"""Readings stamped before this are refused: no machine of this fleet reported earlier."""
+DEFAULT_MAX_CLOCK_SKEW = timedelta(hours=1)
+"""How far ahead of the receiving machine's clock ingestion accepts a reading's timestamp."""
 
 # Physical limits of the AI4I process, shared by the simulator's labels and the tests.
 HDF_MAX_DELTA_T_K = 8.6
@@ -122,6 +126,66 @@ class ReadingError(ValueError):
     """A reading violates the contract; the message names the field, the value and the rule."""
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` as an ASCII-only repr cut to `limit` characters, safe in any message or log line."""
+    text = ascii(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def ascii_text(text: str, limit: int = 200) -> str:
+    """`text` with every non-ASCII or unprintable character escaped, cut to `limit` characters."""
+    escaped = "".join(c if c.isascii() and c.isprintable() else ascii(c)[1:-1] for c in text)
+    return escaped if len(escaped) <= limit else f"{escaped[: limit - 1]}…"
+
+
+def shown_name(key: str) -> str:
+    """A field name as it is when plain printable ASCII, else `shown`."""
+    return key if key.isascii() and key.isprintable() and len(key) <= 60 else shown(key)
+
+
+def machine_id_problem(value: Any) -> str | None:
+    """Why `value` is not a valid machine id, or None when it is one."""
+    if not isinstance(value, str) or not value.strip():
+        return f"machine_id: expected a non-empty string, got {shown(value)}"
+    if len(value) > MACHINE_ID_MAX_LENGTH:
+        return f"machine_id: longer than {MACHINE_ID_MAX_LENGTH} characters"
+    if not value.isprintable():
+        return f"machine_id: {shown(value)} holds control or invisible characters"
+    if value != value.strip():
+        return f"machine_id: {shown(value)} starts or ends with whitespace"
+    return None
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """The time window a reading's timestamp must fall in: not before 2000, not ahead of `now` + skew."""
+
+    now: datetime
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+
+    @classmethod
+    def from_clock(cls, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> TimeBounds:
+        """Bounds relative to this machine's clock now."""
+        return cls(datetime.now(UTC), max_clock_skew)
+
+    @property
+    def latest(self) -> datetime:
+        """The latest timestamp accepted."""
+        return self.now + self.max_clock_skew
+
+    def problem(self, stamp: datetime) -> str | None:
+        """Why `stamp` (a UTC datetime) is out of bounds, or None when it is inside."""
+        if stamp < EARLIEST_TIMESTAMP:
+            return f"timestamp: {stamp.isoformat()} is before {EARLIEST_TIMESTAMP:%Y-%m-%d}"
+        if stamp > self.latest:
+            return (
+                f"timestamp: {stamp.isoformat()} is more than {self.max_clock_skew.total_seconds():.0f} s "
+                "ahead of this machine's clock; fix the sender's clock (or raise "
+                "ingest.max_clock_skew_seconds)"
+            )
+        return None
+
+
 def parse_timestamp(value: Any) -> datetime:
     """Parse a UTC ISO-8601 timestamp; anything else is a `ReadingError`."""
     if not isinstance(value, str):
@@ -129,14 +193,16 @@ def parse_timestamp(value: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ReadingError(f"timestamp: {value!r} is not ISO-8601 (e.g. 2026-01-01T00:00:00Z)") from None
+        raise ReadingError(f"timestamp: {shown(value)} is not ISO-8601 (e.g. 2026-01-01T00:00:00Z)") from None
     if parsed.tzinfo is None or parsed.utcoffset() != timedelta(0):
-        raise ReadingError(f"timestamp: {value!r} must be UTC (end it with Z or +00:00)")
+        raise ReadingError(f"timestamp: {shown(value)} must be UTC (end it with Z or +00:00)")
     return parsed.astimezone(UTC)
 
 
-def validate_reading(record: Any) -> dict[str, Any]:
+def validate_reading(record: Any, bounds: TimeBounds | None = None) -> dict[str, Any]:
     """Check one reading (a mapping, e.g. parsed JSON) and return it normalised.
+
+    With `bounds`, the timestamp must also fall inside them (ingestion sets them; `/predict` does not).
 
     Raises:
         ReadingError: naming the first field that breaks the contract and why.
@@ -145,7 +211,8 @@ def validate_reading(record: Any) -> dict[str, Any]:
         raise ReadingError(f"reading: expected a JSON object, got {type(record).__name__}")
     unknown = sorted(set(record) - set(FIELD_NAMES))
     if unknown:
-        raise ReadingError(f"unknown field(s): {', '.join(unknown)}")
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ReadingError(f"unknown field(s): {', '.join(shown_name(name) for name in unknown[:5])}{more}")
     missing = [name for name in REQUIRED_FIELDS if name not in record]
     if missing:
         raise ReadingError(f"missing field(s): {', '.join(missing)}")
@@ -153,31 +220,34 @@ def validate_reading(record: Any) -> dict[str, Any]:
     for spec in FIELDS:
         if spec.name in record:
             out[spec.name] = _check_value(spec, record[spec.name])
+    if bounds is not None:
+        problem = bounds.problem(parse_timestamp(out["timestamp"]))
+        if problem:
+            raise ReadingError(problem)
     return out
 
 
 def _check_value(spec: FieldSpec, value: Any) -> Any:
     name = spec.name
     if spec.kind == "str":
-        if not isinstance(value, str) or not value.strip():
-            raise ReadingError(f"{name}: expected a non-empty string, got {value!r}")
-        if len(value) > MACHINE_ID_MAX_LENGTH:
-            raise ReadingError(f"{name}: longer than {MACHINE_ID_MAX_LENGTH} characters")
+        problem = machine_id_problem(value)
+        if problem:
+            raise ReadingError(problem)
         return value
     if spec.kind == "category":
         if value not in PRODUCT_TYPES:
-            raise ReadingError(f"{name}: {value!r} is not one of {', '.join(PRODUCT_TYPES)}")
+            raise ReadingError(f"{name}: {shown(value)} is not one of {', '.join(PRODUCT_TYPES)}")
         return value
     if spec.kind == "timestamp":
         parse_timestamp(value)
         return value
     if spec.kind == "flag":
         if isinstance(value, bool) or value not in (0, 1) or not isinstance(value, int):
-            raise ReadingError(f"{name}: expected 0 or 1, got {value!r}")
+            raise ReadingError(f"{name}: expected 0 or 1, got {shown(value)}")
         return value
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ReadingError(f"{name}: expected an integer, got {value!r}")
+            raise ReadingError(f"{name}: expected an integer, got {shown(value)}")
         if spec.minimum is not None and value < spec.minimum:
             raise ReadingError(f"{name}: {value} is below the minimum {spec.minimum:g}")
         if spec.maximum is not None and value > spec.maximum:
@@ -185,10 +255,10 @@ def _check_value(spec: FieldSpec, value: Any) -> Any:
         return value
     # float: JSON integers are fine, booleans and strings are not
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ReadingError(f"{name}: expected a number, got {value!r}")
+        raise ReadingError(f"{name}: expected a number, got {shown(value)}")
     number = float(value)
     if not math.isfinite(number):
-        raise ReadingError(f"{name}: {value!r} is not a finite number")
+        raise ReadingError(f"{name}: {shown(value)} is not a finite number")
     if not spec.minimum <= number <= spec.maximum:  # type: ignore[operator]
         raise ReadingError(
             f"{name}: {number:g} {spec.unit} is outside the physical range "
@@ -197,8 +267,8 @@ def _check_value(spec: FieldSpec, value: Any) -> Any:
     return number
 
 
-def check_frame(frame: pd.DataFrame) -> pd.Series:
-    """Vectorised contract check of a table of readings.
+def check_frame(frame: pd.DataFrame, bounds: TimeBounds | None = None) -> pd.Series:
+    """Vectorised contract check of a table of readings (timestamps inside `bounds` when given).
 
     Returns:
         One reason per row: an empty string for a valid reading, otherwise the first rule the
@@ -222,8 +292,8 @@ def check_frame(frame: pd.DataFrame) -> pd.Series:
 
     ids = frame["machine_id"]
     flag(
-        ~ids.map(lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MACHINE_ID_MAX_LENGTH),
-        "machine_id: expected a non-empty string",
+        ids.map(lambda v: machine_id_problem(v) is not None),
+        "machine_id: expected a printable, non-empty string without surrounding whitespace",
     )
     seq = pd.to_numeric(frame["seq"], errors="coerce")
     seq_spec = FIELD_BY_NAME["seq"]
@@ -233,8 +303,15 @@ def check_frame(frame: pd.DataFrame) -> pd.Series:
     )
     ts = frame["timestamp"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype) or str(ts.dt.tz) != "UTC":
-        ts = ts.map(_timestamp_ok)
-        flag(~ts, "timestamp: expected UTC ISO-8601")
+        ok = ts.map(_timestamp_ok)
+        flag(~ok, "timestamp: expected UTC ISO-8601")
+        ts = pd.to_datetime(ts.where(ok), utc=True, format="ISO8601", errors="coerce")
+    if bounds is not None:
+        flag(ts < EARLIEST_TIMESTAMP, f"timestamp: before {EARLIEST_TIMESTAMP:%Y-%m-%d}")
+        flag(
+            ts > bounds.latest,
+            "timestamp: ahead of this machine's clock by more than ingest.max_clock_skew_seconds",
+        )
     flag(~frame["product_type"].isin(PRODUCT_TYPES), "product_type: expected L, M or H")
     for name in SENSOR_FIELDS:
         spec = FIELD_BY_NAME[name]

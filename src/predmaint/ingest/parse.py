@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -21,6 +22,45 @@ import pandas as pd
 from predmaint import schema
 
 _ZERO = timedelta(0)
+_KEY_END = re.compile(rb'"\s*:')  # ends every key of a JSON object; may also occur inside a string
+
+
+_MAX_INT_DIGITS = 40  # far above any field's range; Python refuses over 4,300 digits with ValueError
+
+
+class Unreadable(ValueError):
+    """A payload that is not JSON this service reads: the message says why, in ASCII."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        raise Unreadable(f"duplicate key(s): {', '.join(schema.shown_name(key) for key in twice)}")
+    return dict(pairs)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > _MAX_INT_DIGITS:
+        raise Unreadable(f"invalid JSON: an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def load_json(text: str) -> Any:
+    """Parse JSON strictly: duplicate keys, depth bombs and huge numbers are `Unreadable`, not crashes.
+
+    NaN and Infinity are read (so that their reason can be named by the contract check).
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise Unreadable(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise Unreadable("invalid JSON: nested too deeply") from None
+    except Unreadable:
+        raise
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise Unreadable(f"invalid JSON: {schema.ascii_text(str(exc), 120)}") from None
 
 
 def _field_type(spec: schema.FieldSpec) -> Any:
@@ -74,34 +114,35 @@ class Parsed:
     dead_letters: list[DeadLetter]
 
 
-def explain(raw: bytes | str) -> str:
+def explain(raw: bytes | str, bounds: schema.TimeBounds | None = None) -> str:
     """Why `raw` is not a valid reading (the slow path, for rejected items only)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
     try:
-        obj = json.loads(text)  # accepts NaN/Infinity, so their reason can be named
-    except json.JSONDecodeError as exc:
-        return f"invalid JSON: {exc.msg} at character {exc.pos}"
-    try:
-        schema.validate_reading(obj)
-    except schema.ReadingError as exc:
+        obj = load_json(text)
+        schema.validate_reading(obj, bounds)
+    except (Unreadable, schema.ReadingError) as exc:
         return str(exc)
     try:
-        _check_fast(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
-    except (msgspec.MsgspecError, ValueError) as exc:
-        return str(exc)
+        _check_fast(text.encode("utf-8", errors="surrogatepass"), bounds)
+    except (msgspec.MsgspecError, ValueError, RecursionError) as exc:
+        return schema.ascii_text(str(exc))
     return "valid"  # pragma: no cover - only reached if the two paths disagree, which a test guards
 
 
-def _check_fast(raw: bytes) -> tuple[Any, datetime]:
+def _check_fast(raw: bytes, bounds: schema.TimeBounds | None = None) -> tuple[Any, datetime]:
     reading = _DECODER.decode(raw)
     stamp = datetime.fromisoformat(reading.timestamp)
     if stamp.tzinfo is None or stamp.utcoffset() != _ZERO:
         raise ValueError("timestamp must be UTC")
-    if not reading.machine_id.strip():
-        raise ValueError("machine_id is blank")
+    problem = schema.machine_id_problem(reading.machine_id) or (bounds and bounds.problem(stamp))
+    if problem:
+        raise ValueError(problem)
+    fields_set = sum(1 for name in reading.__struct_fields__ if getattr(reading, name) is not msgspec.UNSET)
+    if len(_KEY_END.findall(raw)) > fields_set:  # a key twice (msgspec keeps the last), or '":' in a string
+        load_json(raw.decode("utf-8"))  # exact check, raises Unreadable on a duplicate key
     return reading, stamp
 
 
@@ -109,37 +150,39 @@ def split_payload(payload: bytes) -> list[bytes] | None:
     """Items of a JSON payload holding one reading or an array of readings; None if not JSON."""
     try:
         decoded = _ITEMS_DECODER.decode(payload)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return None
     if isinstance(decoded, dict):
         return [payload]
     return [bytes(item) for item in decoded]
 
 
-def parse_items(items: list[bytes], positions: list[str | None] | None = None) -> Parsed:
+def parse_items(
+    items: list[bytes], positions: list[str | None] | None = None, bounds: schema.TimeBounds | None = None
+) -> Parsed:
     """Validate raw JSON readings; invalid ones become dead letters with their reason."""
-    columns, dead = parse_columns(items, positions)
+    columns, dead = parse_columns(items, positions, bounds)
     return Parsed(to_frame(columns), dead)
 
 
 def parse_columns(
-    items: list[bytes], positions: list[str | None] | None = None
+    items: list[bytes], positions: list[str | None] | None = None, bounds: schema.TimeBounds | None = None
 ) -> tuple[dict[str, Any], list[DeadLetter]]:
     """`parse_items` without pandas: the valid readings as columns, for the service's request path.
 
     Floats and integers are numpy arrays; text fields are lists; `timestamp` is a list of UTC
     datetimes; label flags are lists of 0, 1 or None (not sent). `to_frame` makes the contract
-    DataFrame from them.
+    DataFrame from them. With `bounds`, timestamps outside them are dead letters too.
     """
     readings: list[Any] = []
     stamps: list[datetime] = []
     dead: list[DeadLetter] = []
     for index, raw in enumerate(items):
         try:
-            reading, stamp = _check_fast(raw)
-        except (msgspec.MsgspecError, ValueError):
+            reading, stamp = _check_fast(raw, bounds)
+        except (msgspec.MsgspecError, ValueError, RecursionError):
             position = positions[index] if positions else None
-            dead.append(DeadLetter(raw.decode("utf-8", errors="replace"), explain(raw), position))
+            dead.append(DeadLetter(raw.decode("utf-8", errors="replace"), explain(raw, bounds), position))
             continue
         readings.append(reading)
         stamps.append(stamp)
@@ -181,12 +224,12 @@ def _empty_ts() -> pd.DatetimeIndex:
     return pd.DatetimeIndex([], dtype="datetime64[us, UTC]")
 
 
-def validate_frame(frame: pd.DataFrame, source: str) -> Parsed:
+def validate_frame(frame: pd.DataFrame, source: str, bounds: schema.TimeBounds | None = None) -> Parsed:
     """Validate an in-process table of readings (e.g. from the simulator) the vectorised way."""
-    reasons = schema.check_frame(frame)
+    reasons = schema.check_frame(frame, bounds)
     bad = reasons != ""
     dead = [
-        DeadLetter(json.dumps(_jsonable(row)), reason, f"{source}#{index}")
+        DeadLetter(json.dumps(_jsonable(row), default=str), reason, f"{source}#{index}")
         for (index, row), reason in zip(frame[bad].iterrows(), reasons[bad], strict=True)
     ]
     good = frame[~bad].reset_index(drop=True)

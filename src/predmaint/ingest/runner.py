@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from predmaint import schema
 from predmaint.ingest.parse import Parsed, parse_items, validate_frame
 from predmaint.ingest.sources import Unit
 from predmaint.ingest.store import CommitResult, Counts, ReadingStore
@@ -16,11 +18,14 @@ from predmaint.ingest.store import CommitResult, Counts, ReadingStore
 log = logging.getLogger(__name__)
 
 
-def parse_unit(unit: Unit, source_id: str) -> Parsed:
-    """Validate a unit's readings, whichever form they came in."""
+def parse_unit(
+    unit: Unit, source_id: str, max_clock_skew: timedelta = schema.DEFAULT_MAX_CLOCK_SKEW
+) -> Parsed:
+    """Validate a unit's readings, whichever form they came in, against this machine's clock now."""
+    bounds = schema.TimeBounds.from_clock(max_clock_skew)
     if unit.frame is not None:
-        return validate_frame(unit.frame, source_id)
-    return parse_items(unit.items, unit.item_positions)
+        return validate_frame(unit.frame, source_id, bounds)
+    return parse_items(unit.items, unit.item_positions, bounds)
 
 
 def commit_with_retry(
@@ -54,11 +59,12 @@ def run_ingest(
     stop: threading.Event,
     on_commit: Callable[[CommitResult], None] | None = None,
     retry_attempts: int = 8,
+    max_clock_skew: timedelta = schema.DEFAULT_MAX_CLOCK_SKEW,
 ) -> Counts:
     """Ingest from `source` into an open `store` until the source ends or `stop` is set."""
     counts = Counts()
     for unit in source.units(store.position(source.id), stop):
-        parsed = parse_unit(unit, source.id)
+        parsed = parse_unit(unit, source.id, max_clock_skew)
         positions = {source.id: unit.position} if unit.position is not None else None
         try:
             result = commit_with_retry(store, parsed, positions, attempts=retry_attempts)

@@ -327,8 +327,8 @@ class ReadingStore:
                     atomic_write(partition / f"part-{batch:010d}-{batch:010d}.parquet", _parquet_bytes(table))
                     partitions.append(partition)
             if dead:
-                lines = "".join(json.dumps(d.as_dict(), ensure_ascii=False) + "\n" for d in dead)
-                atomic_write(self.root / DEAD_LETTER / f"part-{batch:010d}.jsonl", lines.encode("utf-8"))
+                lines = "".join(json.dumps(d.as_dict()) + "\n" for d in dead)
+                atomic_write(self.root / DEAD_LETTER / f"part-{batch:010d}.jsonl", lines.encode("ascii"))
             checkpoint = _Checkpoint(batch, {**self._checkpoint.positions, **(positions or {})})
             atomic_write(
                 self.root / STATE / "checkpoint.json",
