@@ -16,7 +16,7 @@ def reading_schema() -> dict[str, Any]:
         description = spec.description + (f" Unit: {spec.unit}." if spec.unit else "")
         if spec.kind == "str":
             prop = {"type": "string", "minLength": 1, "maxLength": schema.MACHINE_ID_MAX_LENGTH}
-            prop["pattern"] = r"\S"
+            prop["pattern"] = schema.MACHINE_ID_PATTERN
         elif spec.kind == "category":
             prop = {"type": "string", "enum": list(schema.PRODUCT_TYPES)}
         elif spec.kind == "timestamp":

@@ -52,7 +52,9 @@ class FieldSpec:
 
 
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("machine_id", "str", "Identifier of the machine that produced the reading."),
+    FieldSpec(
+        "machine_id", "str", "Identifier of the machine that produced the reading: printable ASCII, 1-128."
+    ),
     FieldSpec(
         "seq",
         "int",
@@ -93,6 +95,8 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 SENSOR_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "float")
 MACHINE_ID_MAX_LENGTH = 128
+MACHINE_ID_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+"""Printable ASCII without surrounding blanks: ids end up in file names, logs and metric labels."""
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 """Readings stamped before this are refused: no machine of this fleet reported earlier."""
 DEFAULT_MAX_CLOCK_SKEW = timedelta(hours=1)
@@ -149,8 +153,8 @@ def machine_id_problem(value: Any) -> str | None:
         return f"machine_id: expected a non-empty string, got {shown(value)}"
     if len(value) > MACHINE_ID_MAX_LENGTH:
         return f"machine_id: longer than {MACHINE_ID_MAX_LENGTH} characters"
-    if not value.isprintable():
-        return f"machine_id: {shown(value)} holds control or invisible characters"
+    if not (value.isascii() and value.isprintable()):
+        return f"machine_id: {shown(value)} holds characters other than printable ASCII"
     if value != value.strip():
         return f"machine_id: {shown(value)} starts or ends with whitespace"
     return None
@@ -293,7 +297,7 @@ def check_frame(frame: pd.DataFrame, bounds: TimeBounds | None = None) -> pd.Ser
     ids = frame["machine_id"]
     flag(
         ids.map(lambda v: machine_id_problem(v) is not None),
-        "machine_id: expected a printable, non-empty string without surrounding whitespace",
+        "machine_id: expected 1-128 printable ASCII characters without surrounding whitespace",
     )
     seq = pd.to_numeric(frame["seq"], errors="coerce")
     seq_spec = FIELD_BY_NAME["seq"]
