@@ -110,6 +110,37 @@ def test_guard_allows_one_run_per_situation_and_a_cooldown(tmp_path):
         guard.blocked("b", now)
 
 
+def _check_in_another_process(state: str, started: str, barrier, results) -> None:
+    import time
+
+    def start() -> str:
+        with open(started, "a") as out:  # noqa: PTH123 - a plain append is the point
+            out.write("run\n")
+        time.sleep(0.5)  # a trigger takes time: the other check arrives while it runs
+        return "run-1"
+
+    barrier.wait()
+    guard = RetrainGuard(Path(state), timedelta(hours=6))
+    blocked, run = guard.start_once("same-situation", datetime(2026, 1, 1, tzinfo=UTC), start)
+    results.put((blocked, run))
+
+
+def test_two_concurrent_checks_in_two_processes_start_one_run(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    args = (str(tmp_path / "state.json"), str(tmp_path / "started"), barrier, results)
+    workers = [context.Process(target=_check_in_another_process, args=args) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    outcomes = sorted((results.get(timeout=5) for _ in workers), key=lambda o: o[0] is not None)
+    assert (tmp_path / "started").read_text() == "run\n"
+    assert outcomes[0] == (None, "run-1") and "already triggered" in outcomes[1][0]
+
+
 def test_repeated_checks_of_one_situation_start_one_run(tmp_path, monkeypatch, served_bundle):
     from predmaint import watch
 

@@ -21,9 +21,12 @@ one retraining run.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -278,7 +281,7 @@ def situation_key(
 
 
 class RetrainGuard:
-    """Cooldown and idempotency of retraining, kept in a small JSON state file."""
+    """Cooldown and idempotency of retraining, kept in a small JSON state file beside its lock file."""
 
     def __init__(self, path: Path, cooldown: timedelta) -> None:
         """Use the state at `path` (created on first trigger)."""
@@ -304,6 +307,31 @@ class RetrainGuard:
             if now - last < self.cooldown:
                 return f"cooldown: the last retraining started at {triggers[-1]['at']} ({self.cooldown})"
         return None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the guard's file lock: one check at a time, across processes, decides and records."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def start_once(self, key: str, now: datetime, start: Callable[[], str]) -> tuple[str | None, str | None]:
+        """Call `start` (which starts a run and returns its id) unless the guard blocks `key`.
+
+        The lock is held from the check to the record, so two checks of the same situation, in any
+        two processes, start one run between them. Returns (why blocked, None) or (None, run id).
+        """
+        with self.held():
+            blocked = self.blocked(key, now)
+            if blocked:
+                return blocked, None
+            run = start()
+            self.record(key, run, now)
+            return None, run
 
     def record(self, key: str, run: str, now: datetime) -> None:
         """Remember a started retraining."""

@@ -170,13 +170,16 @@ def run_check(
     if result.retrain:
         guard = RetrainGuard(settings.state_dir / "drift" / "retrain-state.json", policy.cooldown)
         blocked = guard.blocked(result.idempotency_key, now)
+        if not blocked and trigger != "none":
+
+            def start() -> str:
+                result.retraining = _trigger(trigger, settings)
+                return str(result.retraining["run_id"])
+
+            blocked, result.triggered_run = guard.start_once(result.idempotency_key, now, start)
         if blocked:
             result.retrain = False
             result.reason += f"; not retraining: {blocked}"
-        elif trigger != "none":
-            result.retraining = _trigger(trigger, settings)
-            result.triggered_run = str(result.retraining["run_id"])
-            guard.record(result.idempotency_key, result.triggered_run, now)
     target = report_path or settings.state_dir / "drift" / f"report-{now.strftime('%Y%m%dT%H%M%S')}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_report(result, reference, current), encoding="utf-8")
