@@ -43,7 +43,7 @@ test: lint system-deps cluster-deps kfp-spec ## Run the whole test suite: ruff, 
 	trap 'docker/engine.sh stop' EXIT; \
 	$(MAKE) --no-print-directory -j3 images k8s-tools cluster-tools && $(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install ## The inner loop: pytest without the slow tests (no images, no engine)
+test-fast: install k8s-tools kfp-spec ## The inner loop: pytest without the slow tests (no images, no engine)
 	$(BIN)/pytest -m "not slow" -x -q $(PYTEST_ARGS)
 
 # helm and kubeconform, pinned and built from source with the machine's Go into .tools/bin, once

@@ -353,8 +353,15 @@ class MqttSource(_PushSource):
                 log.warning("mqtt: connection refused: %s", reason)
                 return
             client.subscribe(self.topic, qos=1)
+            log.info("mqtt: connected to %s:%s, subscribing to %s", self.host, self.port, self.topic)
+
+        def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any) -> None:
+            # Ready only once the broker has granted the subscription (SUBACK), not at CONNACK.
+            if any(reason.is_failure for reason in reasons):
+                log.warning("mqtt: subscription to %s refused: %s", self.topic, reasons)
+                return
             self.connected.set()
-            log.info("mqtt: connected to %s:%s, subscribed to %s", self.host, self.port, self.topic)
+            log.info("mqtt: subscribed to %s", self.topic)
 
         def on_disconnect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
             self.connected.clear()
@@ -363,6 +370,7 @@ class MqttSource(_PushSource):
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
+        client.on_subscribe = on_subscribe
         client.on_message = lambda client, userdata, message: self._messages.put(message)
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()
