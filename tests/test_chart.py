@@ -7,6 +7,7 @@ rendered with `helm template` and validated by kubeconform against the Kubernete
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -373,7 +374,9 @@ def test_drift_check_submits_to_kfp_with_a_projected_token(default: Rendered) ->
 
 
 def test_chart_renders_no_secret_values(rendered: Rendered) -> None:
-    assert not rendered.of_kind("Secret")
+    # The one Secret the chart makes holds a token it draws at random; none comes from values.
+    made = [s["metadata"]["name"] for s in rendered.of_kind("Secret")]
+    assert made in ([], [f"{RELEASE}-ingest-token"]), made
     for key, value in rendered.settings().items():
         assert not re.search(r"password|secret_access|token", key, re.IGNORECASE), (key, value)
 
@@ -438,7 +441,14 @@ def test_ingest_from_mqtt_is_one_writer(default: Rendered) -> None:
     http = variant("everything-on").named("Deployment", f"{RELEASE}-ingest")
     (container,) = http["spec"]["template"]["spec"]["containers"]
     assert container["command"][2:4] == ["--source", "http://0.0.0.0:8081"]
+    token_file = container["command"][container["command"].index("--token-file") + 1]
+    (mount,) = [m for m in container["volumeMounts"] if token_file.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in http["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    secret = variant("everything-on").named("Secret", volume["secret"]["secretName"])
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32  # random, never a default
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert not [s for s in mqtt.of_kind("Secret") if s["metadata"]["name"].endswith("-ingest-token")]
     assert not [d for d in default.of_kind("Deployment") if d["metadata"]["name"].endswith("-ingest")]
 
 

@@ -19,6 +19,7 @@ rebuilt here from Go modules or Debian packages, cluster/images.sh):
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -205,10 +206,9 @@ def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
             return error.code, error.read()
 
 
-def _post(url: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+def _post(url: str, body: bytes, timeout: float = 30, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -476,16 +476,25 @@ def _stored() -> int:
 
 def test_the_ingestion_deployment_takes_readings_through_its_service_over_http(installed):
     url = f"http://{cluster_ip(NAMESPACE, f'{RELEASE}-ingest')}:8081/readings"
+    secret = kubectl(
+        "-n", NAMESPACE, "get", "secret", f"{RELEASE}-ingest-token", "-o", "jsonpath={.data.token}"
+    )
+    token = base64.b64decode(secret.stdout).decode()
     lines = _readings(**FLEET)
+    status, body = _post(url, lines[0])
+    assert status == 401, body  # nobody writes training data without the token
+    status, body = _post(url, lines[0], token=token[::-1])
+    assert status == 401, body
+    assert _stored() == 0
     accepted = 0
     for start in range(0, len(lines), 1000):
-        status, body = _post(url, b"[" + b",".join(lines[start : start + 1000]) + b"]")
+        status, body = _post(url, b"[" + b",".join(lines[start : start + 1000]) + b"]", token=token)
         assert status == 200, body
         accepted += json.loads(body)["accepted"]
     assert accepted == len(lines)
-    status, body = _post(url, b'{"machine_id": ')
+    status, body = _post(url, b'{"machine_id": ', token=token)
     assert status == 400, body  # a broken body is refused, and the process stays up:
-    status, body = _post(url, lines[0])
+    status, body = _post(url, lines[0], token=token)
     assert status == 200 and json.loads(body)["duplicates"] == 1, body
     assert _stored() == len(lines)
 

@@ -215,3 +215,28 @@ def test_store_that_is_a_file_and_missing_store(tmp_path):
         [PREDMAINT, "store", "stats", "--store", str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert stats.returncode == 1 and "not a predmaint store" in stats.stderr
+
+
+def test_token_file_mistakes_get_one_line_and_name_no_secret(tmp_path):
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    spaced = tmp_path / "spaced"
+    spaced.write_text("a token with blanks inside it\n")
+    cases = [
+        (["--source", "http://0.0.0.0:0"], "lets anyone write training data"),
+        (["--source", "http://127.0.0.1:0", "--token-file", str(tmp_path / "none")], "no such file"),
+        (["--source", "http://127.0.0.1:0", "--token-file", str(short)], "need at least 16"),
+        (["--source", "http://127.0.0.1:0", "--token-file", str(spaced)], "printable ASCII without blanks"),
+        (["--source", "http://127.0.0.1:0", "--token-file", str(tmp_path)], "cannot read it"),
+        (["--source", "simulator", "--token-file", str(short)], "--token-file applies to --source http"),
+    ]
+    for args, message in cases:
+        result = subprocess.run(
+            [PREDMAINT, "ingest", "--store", str(tmp_path / "store"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert "abc" not in result.stderr and "blanks inside" not in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,6 +48,16 @@ def _progress(total: int, description: str, enabled: bool) -> Progress:
         disable=not enabled or not err.is_terminal,
         transient=True,
     )
+
+
+def _secret(read: Callable[..., str], *args: Any) -> str:
+    """A secret read from its file, or exit 2 with the reason (never the secret itself)."""
+    from predmaint.auth import SecretError
+
+    try:
+        return read(*args)
+    except SecretError as exc:
+        raise CliError(str(exc), 2) from None
 
 
 def _settings() -> Any:
@@ -228,6 +239,14 @@ def ingest(
     client_id: Annotated[
         str | None, typer.Option("--client-id", help="mqtt: session id, stable across restarts. [params]")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="http: file with the bearer token every POST must carry; needed to listen beyond "
+            "127.0.0.1. [params: ingest.http_token_file]",
+        ),
+    ] = None,
     machines: MachinesOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,
@@ -251,8 +270,9 @@ def ingest(
     import threading
     import time
 
+    from predmaint.auth import read_token
     from predmaint.ingest.runner import run_ingest
-    from predmaint.ingest.sources import SourceError, open_source
+    from predmaint.ingest.sources import HttpLimits, SourceError, open_source
     from predmaint.ingest.store import ReadingStore, StoreError
 
     settings = _settings()
@@ -271,12 +291,20 @@ def ingest(
     if source.startswith("mqtt://"):
         digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
         options["client_id"] = client_id or settings.ingest.mqtt_client_id or f"predmaint-ingest-{digest}"
+    if source.startswith("http://"):
+        options["http_limits"] = HttpLimits(
+            max_body=settings.ingest.http_max_body_bytes,
+            idle_timeout=settings.ingest.http_idle_timeout_seconds,
+            connection_limit=settings.ingest.http_connection_limit,
+        )
+        token_file = token_file or settings.ingest.http_token_file
+        options["token"] = _secret(read_token, token_file) if token_file else None
+    elif token_file is not None:
+        raise CliError("--token-file applies to --source http://HOST:PORT only", 2)
     try:
         src = open_source(source, **options)
     except SourceError as exc:
         raise CliError(str(exc), 2) from None
-    if hasattr(src, "max_body"):
-        src.max_body = settings.ingest.http_max_body_bytes
 
     stop = threading.Event()
 

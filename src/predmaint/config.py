@@ -58,6 +58,16 @@ class IngestSettings(_Section):
     compact_after: int = Field(8, ge=2, description="Merge a partition's batch files once it has this many.")
     retry_attempts: int = Field(8, ge=1, description="Attempts per commit when the store fails to write.")
     http_max_body_bytes: int = Field(16 << 20, ge=1024, description="Largest HTTP body accepted (else 413).")
+    http_token_file: Path | None = Field(
+        None,
+        description="File with the bearer token HTTP ingestion requires (needed beyond loopback).",
+    )
+    http_idle_timeout_seconds: int = Field(
+        30, ge=1, le=3600, description="HTTP ingestion drops a connection quiet for this long."
+    )
+    http_connection_limit: int = Field(
+        100, ge=1, le=10_000, description="Open connections HTTP ingestion holds at most."
+    )
     max_clock_skew_seconds: float = Field(
         3600.0,
         ge=0,

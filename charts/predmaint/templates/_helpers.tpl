@@ -152,3 +152,11 @@ The /tmp emptyDir volume of every pod (the root filesystem is read-only).
   emptyDir:
     sizeLimit: {{ .Values.tmpSizeLimit }}
 {{- end }}
+
+{{/*
+The Secret (key `token`) with the bearer token of HTTP ingestion: ingest.http.tokenSecret, or the
+one the chart makes.
+*/}}
+{{- define "predmaint.ingestTokenSecret" -}}
+{{- .Values.ingest.http.tokenSecret | default (printf "%s-ingest-token" (include "predmaint.fullname" .)) -}}
+{{- end }}

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
 
+from predmaint.auth import bearer_matches, is_loopback
 from predmaint.ingest.parse import split_payload
 from predmaint.ingest.store import CommitResult
 
@@ -184,100 +184,150 @@ class _PushSource:
 
 
 # --- HTTP --------------------------------------------------------------------------------------
+JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl")
+BODY_TYPES = ("application/json", *JSON_LINES_TYPES)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may hold of the ingestion endpoint.
+
+    Connections are served by waitress's event loop, not a thread each: a client that trickles
+    bytes holds one of `connection_limit` sockets and no worker; one that goes quiet for
+    `idle_timeout` seconds is disconnected. Bodies are buffered by waitress up to `max_body`
+    bytes (Content-Length or chunked) before the application sees them.
+    """
+
+    max_body: int = 16 << 20
+    idle_timeout: int = 30
+    connection_limit: int = 100
+    threads: int = 4
+    commit_timeout: float = 60.0
+
+
 class HttpSource(_PushSource):
     """An ingestion endpoint: `POST /readings` with a JSON reading, a JSON array or JSON lines.
 
     It answers 200 with the batch's counts only after the batch is durable; a body that is not
-    JSON is kept as a dead letter and answered 400; bodies over `max_body` bytes get 413.
+    JSON is kept as a dead letter and answered 400. With a token, every request but
+    `GET /health` must carry `Authorization: Bearer <token>`; without one it binds loopback only.
     """
 
-    def __init__(self, url: str, *, max_body: int = 16 << 20, commit_timeout: float = 60.0):
+    def __init__(self, url: str, *, limits: HttpLimits | None = None, token: str | None = None):
         """Bind the server (port 0 picks a free port; see `address`)."""
+        from waitress.server import create_server
+
         super().__init__()
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname or parts.port is None:
-            raise SourceError(f"{url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8081")
-        self.max_body = max_body
-        self.commit_timeout = commit_timeout
-        self.accepting = True
-        source = self
-
-        class Handler(_IngestHandler):
-            owner = source
-
         try:
-            self.server = ThreadingHTTPServer((parts.hostname, parts.port), Handler)
-        except OSError as exc:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or port is None:
+            raise SourceError(f"{url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8081")
+        if token is None and not is_loopback(parts.hostname):
             raise SourceError(
-                f"cannot listen on {parts.hostname}:{parts.port}: {exc.strerror or exc}"
-            ) from None
-        self.server.daemon_threads = True
-        host, port = self.server.server_address[:2]
-        self.address = f"http://{host}:{port}"
+                f"{url}: listening beyond this machine lets anyone write training data; give a token "
+                "file (--token-file or ingest.http_token_file) or listen on http://127.0.0.1:PORT"
+            )
+        self.limits = limits or HttpLimits()
+        self.token = token
+        self.accepting = True
+        try:
+            self.server = create_server(
+                self._app,
+                host=parts.hostname,
+                port=port,
+                threads=self.limits.threads,
+                channel_timeout=self.limits.idle_timeout,
+                cleanup_interval=max(1, min(30, self.limits.idle_timeout // 2)),
+                connection_limit=self.limits.connection_limit,
+                max_request_body_size=self.limits.max_body + 1,  # waitress refuses >= its limit
+                ident="predmaint-ingest",
+                expose_tracebacks=False,
+                clear_untrusted_proxy_headers=True,
+            )
+        except OSError as exc:
+            raise SourceError(f"cannot listen on {parts.hostname}:{port}: {exc.strerror or exc}") from None
+        host, port = self.server.effective_host, self.server.effective_port
+        self.address = f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
         self.id = f"http:{self.address}"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="ingest-http", daemon=True)
+        self._thread = threading.Thread(target=self.server.run, name="ingest-http", daemon=True)
+
+    @property
+    def max_body(self) -> int:
+        """Largest body accepted, in bytes."""
+        return self.limits.max_body
 
     def units(self, start: Any, stop: threading.Event) -> Iterator[Unit]:
-        """Batches as clients post them; on stop, refuse new ones and drain the rest."""
+        """Batches as clients post them; on stop, refuse new ones, drain the rest, then close."""
         self._thread.start()
-        log.info("listening on %s/readings", self.address)
+        log.info("listening on %s/readings%s", self.address, " (bearer token)" if self.token else "")
         try:
             yield from self._drain(stop)
         finally:
             self.accepting = False
-            self.server.shutdown()
-            self.server.server_close()
             while not self.queue.empty():
                 yield self.queue.get_nowait()
+            self._close()
 
+    def _close(self) -> None:
+        """Let the workers answer what they hold, then stop the event loop from inside it."""
+        from waitress import wasyncore
 
-class _IngestHandler(BaseHTTPRequestHandler):
-    owner: HttpSource
-    protocol_version = "HTTP/1.1"
+        self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        deadline = time.monotonic() + 2
+        channels = lambda: [c for c in list(self.server._map.values()) if getattr(c, "total_outbufs_len", 0)]  # noqa: E731
+        while channels() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the loop thread is still writing answers out
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        self._thread.join(5)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("http: " + format, *args)
-
-    def _reply(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """The WSGI application waitress serves."""
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        status, body, headers = self._handle(environ, method, path)
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        start_response(
+            f"{status.value} {status.phrase}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers],
+        )
+        return [b"" if method == "HEAD" else data]
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        if self.path == "/health":
-            self._reply(HTTPStatus.OK, {"status": "ok"})
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}; POST /readings"})
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        owner = self.owner
-        if self.path != "/readings":
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {self.path}; use /readings"})
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._reply(HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length header"})
-            return
-        if length > owner.max_body:
-            self.close_connection = True
-            self._reply(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {owner.max_body} bytes; split it"}
-            )
-            return
-        body = self.rfile.read(length)
-        if not owner.accepting:
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "ingestion is shutting down; retry"})
-            return
-        content_type = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        if content_type in ("application/x-ndjson", "application/jsonl"):
+    def _handle(
+        self, environ: dict[str, Any], method: str, path: str
+    ) -> tuple[HTTPStatus, dict[str, Any], list[tuple[str, str]]]:
+        if path == "/health":
+            if method not in ("GET", "HEAD"):
+                return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET /health"}, [("Allow", "GET, HEAD")]
+            return HTTPStatus.OK, {"status": "ok"}, []
+        if path != "/readings":
+            return HTTPStatus.NOT_FOUND, {"error": "no such endpoint; POST /readings"}, []
+        if method != "POST":
+            return HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST /readings"}, [("Allow", "POST")]
+        if self.token is not None and not bearer_matches(environ.get("HTTP_AUTHORIZATION"), self.token):
+            log.warning("http: unauthenticated POST /readings from %s refused", environ.get("REMOTE_ADDR"))
+            challenge = [("WWW-Authenticate", 'Bearer realm="predmaint-ingest"')]
+            return HTTPStatus.UNAUTHORIZED, {"error": "send Authorization: Bearer <token>"}, challenge
+        if not environ.get("CONTENT_LENGTH"):
+            return HTTPStatus.LENGTH_REQUIRED, {"error": "send a Content-Length header"}, []
+        content_type = environ.get("CONTENT_TYPE") or "application/json"
+        content_type = content_type.split(";")[0].strip().lower()
+        if content_type not in BODY_TYPES:
+            error = f"Content-Type must be one of {', '.join(BODY_TYPES)}"
+            return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": error}, []
+        body = environ["wsgi.input"].read()
+        if not self.accepting:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "ingestion is shutting down; retry"}, []
+        if content_type in JSON_LINES_TYPES:
             items: list[bytes] | None = [line for line in body.split(b"\n") if line.strip()]
         else:
             items = split_payload(body)
-        not_json = items is None
+        return self._commit(body, items)
+
+    def _commit(
+        self, body: bytes, items: list[bytes] | None
+    ) -> tuple[HTTPStatus, dict[str, Any], list[tuple[str, str]]]:
         done = threading.Event()
         outcome: dict[str, Any] = {}
 
@@ -285,31 +335,29 @@ class _IngestHandler(BaseHTTPRequestHandler):
             outcome["result"], outcome["error"] = result, error
             done.set()
 
-        if not_json:
+        if items is None:
             unit = Unit([body], ["body"], ack=ack)
         else:
             unit = Unit(items, [f"item {i}" for i in range(len(items))], ack=ack)
-        owner.queue.put(unit)
-        if not done.wait(owner.commit_timeout):
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "the store did not commit in time; retry"})
-            return
+        self.queue.put(unit)
+        if not done.wait(self.limits.commit_timeout):
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "the store did not commit in time; retry"}, []
         result: CommitResult | None = outcome["result"]
         if result is None:
-            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"not stored: {outcome['error']}; retry"})
-            return
-        body_out = {
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"not stored: {outcome['error']}; retry"}, []
+        counts = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,
             "rejected": result.rejected,
             "errors": unit.reply.get("errors", []),
         }
-        if not_json:
-            self._reply(
+        if items is None:
+            return (
                 HTTPStatus.BAD_REQUEST,
-                {"error": "body is not a JSON reading, array or JSON lines"} | body_out,
+                {"error": "body is not a JSON reading, array or JSON lines"} | counts,
+                [],
             )
-        else:
-            self._reply(HTTPStatus.OK, body_out)
+        return HTTPStatus.OK, counts, []
 
 
 # --- MQTT --------------------------------------------------------------------------------------
@@ -429,7 +477,7 @@ def open_source(spec: str, **options: Any) -> Any:
             options["simulation"], rate=options.get("rate"), batch_size=options.get("batch_size", 50_000)
         )
     if spec.startswith("http://"):
-        return HttpSource(spec)
+        return HttpSource(spec, limits=options.get("http_limits"), token=options.get("token"))
     if spec.startswith("mqtt://"):
         return MqttSource(spec, client_id=options["client_id"])
     raise SourceError(
