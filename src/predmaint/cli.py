@@ -50,6 +50,11 @@ def _progress(total: int, description: str, enabled: bool) -> Progress:
     )
 
 
+def _given(**options: Any) -> list[str]:
+    """The options (as `--flag-name`) a user gave, of those passed as `flag_name=value`."""
+    return ["--" + name.replace("_", "-") for name, value in options.items() if value is not None]
+
+
 def _secret(read: Callable[..., str], *args: Any) -> str:
     """A secret read from its file, or exit 2 with the reason (never the secret itself)."""
     from predmaint.auth import SecretError
@@ -247,6 +252,22 @@ def ingest(
             "127.0.0.1. [params: ingest.http_token_file]",
         ),
     ] = None,
+    mqtt_username: Annotated[
+        str | None, typer.Option("--mqtt-username", help="mqtt: username. [params: ingest.mqtt_username]")
+    ] = None,
+    mqtt_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--mqtt-password-file", help="mqtt: file with the password. [params: ingest.mqtt_password_file]"
+        ),
+    ] = None,
+    mqtt_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--mqtt-ca-file",
+            help="mqtts: CA certificate of the broker (default: the system's). [params: ingest.mqtt_ca_file]",
+        ),
+    ] = None,
     machines: MachinesOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,
@@ -265,15 +286,14 @@ def ingest(
     Ctrl-C finishes the current batch and exits cleanly. Push sources (HTTP, MQTT) run until
     stopped; file and simulator sources end with their input unless --follow is given.
     """
-    import hashlib
     import signal
     import threading
     import time
 
-    from predmaint.auth import read_token
+    from predmaint.auth import read_secret, read_token
     from predmaint.ingest.runner import run_ingest
-    from predmaint.ingest.sources import HttpLimits, SourceError, open_source
-    from predmaint.ingest.store import ReadingStore, StoreError
+    from predmaint.ingest.sources import HttpLimits, MqttAuth, SourceError, open_source
+    from predmaint.ingest.store import ReadingStore, StoreError, install_id
 
     settings = _settings()
     _configure_logging(verbose)
@@ -288,9 +308,26 @@ def ingest(
         raise CliError("--machines, --steps and --rate apply to --source simulator only", 2)
     if follow and not source.startswith("file:"):
         raise CliError("--follow applies to --source file:PATH only", 2)
-    if source.startswith("mqtt://"):
-        digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
-        options["client_id"] = client_id or settings.ingest.mqtt_client_id or f"predmaint-ingest-{digest}"
+    mqtt_given = _given(
+        mqtt_username=mqtt_username,
+        mqtt_password_file=mqtt_password_file,
+        mqtt_ca_file=mqtt_ca_file,
+        client_id=client_id,
+    )
+    if source.startswith(("mqtt://", "mqtts://")):
+        try:
+            client_id = client_id or settings.ingest.mqtt_client_id or f"predmaint-ingest-{install_id(root)}"
+        except StoreError as exc:
+            raise CliError(str(exc), 1) from None
+        options["client_id"] = client_id
+        password_file = mqtt_password_file or settings.ingest.mqtt_password_file
+        options["mqtt_auth"] = MqttAuth(
+            username=mqtt_username or settings.ingest.mqtt_username,
+            password=_secret(read_secret, password_file, "MQTT password file") if password_file else None,
+            ca_file=mqtt_ca_file or settings.ingest.mqtt_ca_file,
+        )
+    elif mqtt_given:
+        raise CliError(f"{', '.join(mqtt_given)} apply to --source mqtt[s]://HOST:PORT/TOPIC only", 2)
     if source.startswith("http://"):
         options["http_limits"] = HttpLimits(
             max_body=settings.ingest.http_max_body_bytes,

@@ -75,8 +75,11 @@ class IngestSettings(_Section):
         description="Readings stamped further ahead of this machine's clock are dead letters.",
     )
     mqtt_client_id: str | None = Field(
-        None, description="MQTT session id; default derived from the store path, stable across restarts."
+        None, description="MQTT session id; default predmaint-ingest-<the store's random install id>."
     )
+    mqtt_username: str | None = Field(None, description="MQTT username (the password comes from a file).")
+    mqtt_password_file: Path | None = Field(None, description="File with the MQTT password.")
+    mqtt_ca_file: Path | None = Field(None, description="CA certificate that signs an mqtts:// broker's.")
 
 
 class DataSettings(_Section):

@@ -361,23 +361,60 @@ class HttpSource(_PushSource):
 
 
 # --- MQTT --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MqttAuth:
+    """How ingestion proves itself to the broker: a username and password, and TLS (`mqtts://`)."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+
 class MqttSource(_PushSource):
     """A paho-mqtt subscriber (QoS 1, persistent session) that acknowledges after commit.
 
     The broker keeps unacknowledged messages for the session and redelivers them after a
-    reconnect or a restart of this process; the store drops the duplicates.
+    reconnect or a restart of this process; the store drops the duplicates. `mqtts://` connects
+    over TLS (verified against `auth.ca_file`, else the system's CAs); credentials come from
+    `auth`, never from the URL.
     """
 
-    def __init__(self, url: str, *, client_id: str, batch_size: int = 5_000, max_wait: float = 0.2):
-        """Parse `mqtt://HOST:PORT/TOPIC` and prepare the client."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_id: str,
+        batch_size: int = 5_000,
+        max_wait: float = 0.2,
+        auth: MqttAuth | None = None,
+    ):
+        """Parse `mqtt[s]://HOST:PORT/TOPIC` and prepare the client."""
         super().__init__()
         parts = urlsplit(url)
         topic = parts.path.lstrip("/")
-        if parts.scheme != "mqtt" or not parts.hostname or not topic:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not topic or port == -1:
             raise SourceError(f"{url}: expected mqtt://HOST:PORT/TOPIC, e.g. mqtt://127.0.0.1:1883/sensors")
-        self.host, self.port, self.topic = parts.hostname, parts.port or 1883, topic
+        if parts.username is not None or parts.password is not None:
+            raise SourceError(
+                "mqtt: credentials in the URL are refused (process lists and logs show URLs); "
+                "use --mqtt-username and --mqtt-password-file"
+            )
+        if any(char in topic for char in "+#\x00") or "#" in url or "?" in url:
+            raise SourceError(f"mqtt: topic {topic!r}: wildcards and NUL are not a topic to ingest")
+        self.auth = auth or MqttAuth()
+        if self.auth.password is not None and self.auth.username is None:
+            raise SourceError("mqtt: a password needs a username (--mqtt-username)")
+        if self.auth.ca_file is not None and parts.scheme != "mqtts":
+            raise SourceError("mqtt: a CA file applies to mqtts:// URLs only")
+        self.tls = parts.scheme == "mqtts"
+        self.host, self.topic = parts.hostname, topic
+        self.port = port or (8883 if self.tls else 1883)
         self.batch_size, self.max_wait = batch_size, max_wait
-        self.id = f"mqtt:{self.host}:{self.port}/{topic}"
+        self.id = f"{parts.scheme}:{self.host}:{self.port}/{topic}"
         self.client_id = client_id
         self.connected = threading.Event()
         self._messages: queue.Queue[Any] = queue.Queue()
@@ -394,11 +431,18 @@ class MqttSource(_PushSource):
             reconnect_on_failure=True,
         )
         client.manual_ack_set(True)
+        if self.auth.username is not None:
+            client.username_pw_set(self.auth.username, self.auth.password)
+        if self.tls:
+            try:
+                client.tls_set(ca_certs=str(self.auth.ca_file) if self.auth.ca_file else None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise SourceError(f"mqtt: cannot set up TLS with {self.auth.ca_file}: {exc}") from None
         client.reconnect_delay_set(min_delay=1, max_delay=30)  # exponential backoff between attempts
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
             if reason.is_failure:
-                log.warning("mqtt: connection refused: %s", reason)
+                log.error("mqtt: %s:%s refused the connection: %s; retrying", self.host, self.port, reason)
                 return
             client.subscribe(self.topic, qos=1)
             log.info("mqtt: connected to %s:%s, subscribing to %s", self.host, self.port, self.topic)
@@ -478,8 +522,8 @@ def open_source(spec: str, **options: Any) -> Any:
         )
     if spec.startswith("http://"):
         return HttpSource(spec, limits=options.get("http_limits"), token=options.get("token"))
-    if spec.startswith("mqtt://"):
-        return MqttSource(spec, client_id=options["client_id"])
+    if spec.startswith(("mqtt://", "mqtts://")):
+        return MqttSource(spec, client_id=options["client_id"], auth=options.get("mqtt_auth"))
     raise SourceError(
-        f"unknown source {spec!r}; use file:PATH, simulator, http://HOST:PORT or mqtt://HOST:PORT/TOPIC"
+        f"unknown source {spec!r}; use file:PATH, simulator, http://HOST:PORT or mqtt[s]://HOST:PORT/TOPIC"
     )

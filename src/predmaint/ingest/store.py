@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -188,6 +189,26 @@ def _read_checkpoint(root: Path) -> _Checkpoint:
         return _Checkpoint(int(data["batch"]), dict(data.get("positions", {})))
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"{path} is corrupt ({exc}); restore it or start a new store") from None
+
+
+def install_id(root: str | Path) -> str:
+    """A random id of this store, made once (`_state/install-id`): MQTT session ids differ per install."""
+    path = Path(root) / STATE / "install-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x") as handle:  # two first starts at once: one writes, the other reads
+            handle.write(secrets.token_hex(8) + "\n")
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot use {Path(root)} as a store: {exc.strerror or exc}") from None
+    return path.read_text().strip()
 
 
 def open_dataset(root: Path) -> ds.Dataset:
