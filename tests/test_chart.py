@@ -437,6 +437,12 @@ def test_ingest_from_mqtt_is_one_writer(default: Rendered) -> None:
     ]
     assert command[command.index("--client-id") + 1] == "predmaint-ingest-line-1"
     assert command[command.index("--batch-size") + 1] == "5000"
+    assert command[command.index("--mqtt-username") + 1] == "ingest"
+    password_file = command[command.index("--mqtt-password-file") + 1]
+    spec = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in container["volumeMounts"] if password_file.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "predmaint-mqtt-ingest" and mount["readOnly"] is True
     assert not [s for s in mqtt.of_kind("Service") if s["metadata"]["name"].endswith("-ingest")]
     http = variant("everything-on").named("Deployment", f"{RELEASE}-ingest")
     (container,) = http["spec"]["template"]["spec"]["containers"]

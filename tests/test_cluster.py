@@ -59,6 +59,8 @@ from predmaint.training import TrainingConfig, fit
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(1800)]
 NAMESPACE = "predmaint"
 RELEASE = "predmaint"
+# Users of the in-cluster Mosquitto (Secret mosquitto-users): ingestion subscribes, sensors publish.
+MQTT_USERS = {"ingest": secrets.token_hex(16), "sensor": secrets.token_hex(16)}
 MODEL = "pm-cluster-" + secrets.token_hex(3)  # a registry kept from an earlier run has no champion of it
 FLEET = {"machines": 10, "steps": 400, "seed": 7}
 CHART = REPO / "charts" / "predmaint"
@@ -228,6 +230,17 @@ def installed(cluster, mlflow_stack, kfp_standin, tmp_path_factory):
     kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=180s", timeout=200)
     kubectl("create", "namespace", NAMESPACE)
     kubectl("label", "--overwrite", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
+    users = "".join(f"{name}:{password}\n" for name, password in MQTT_USERS.items())
+    kubectl(
+        *("-n", NAMESPACE, "create", "secret", "generic", "mosquitto-users"),
+        "--from-file=passwords=/dev/stdin",
+        input=users,
+    )
+    kubectl(
+        *("-n", NAMESPACE, "create", "secret", "generic", "predmaint-mqtt-ingest"),
+        "--from-file=password=/dev/stdin",
+        input=MQTT_USERS["ingest"],
+    )
     kubectl("apply", "-k", str(REPO / "manifests" / "mosquitto"), "-n", NAMESPACE)
     values = tmp_path_factory.mktemp("values") / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
@@ -503,6 +516,12 @@ def test_the_ingestion_deployment_takes_readings_over_mqtt_from_the_manifests_br
     helm(
         *("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(installed["values"])),
         *("--set", "ingest.source=mqtt", "--timeout", "5m"),  # the ingest rollout is waited for below
+        *(
+            "--set",
+            "ingest.mqtt.username=ingest",
+            "--set",
+            "ingest.mqtt.passwordSecret=predmaint-mqtt-ingest",
+        ),
     )
     kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{RELEASE}-ingest", "--timeout=180s")
     broker = cluster_ip(NAMESPACE, "mosquitto")
@@ -514,8 +533,12 @@ def test_the_ingestion_deployment_takes_readings_over_mqtt_from_the_manifests_br
     new = drifted[before:]
     assert len(new) == FLEET["machines"] * 100
 
+    with pytest.raises((RuntimeError, OSError)):
+        publish(1883, new[:1], host=broker)  # the broker refuses anonymous publishers
+    sensor = {"username": "sensor", "password": MQTT_USERS["sensor"]}
+
     def arrived() -> bool:
-        publish(1883, new, host=broker)  # repeated until the subscriber is there; duplicates are dropped
+        publish(1883, new, host=broker, **sensor)  # repeated until the subscriber is there
         return _stored() == before + len(new)
 
     wait_for(arrived, 180, "readings published to the in-cluster mosquitto in the store", interval=5)

@@ -398,5 +398,7 @@ def test_the_optional_mosquitto_is_the_broker_the_chart_names_by_default() -> No
     assert service["metadata"]["name"] == values["host"]
     assert [port["port"] for port in service["spec"]["ports"]] == [values["port"]]
     (deployment,) = workloads(resources)
-    assert "listener 1883" in [r for r in resources if r["kind"] == "ConfigMap"][0]["data"]["mosquitto.conf"]
+    config = [r for r in resources if r["kind"] == "ConfigMap"][0]["data"]["mosquitto.conf"]
+    assert "listener 1883" in config and "allow_anonymous false" in config
+    assert "password_file /mosquitto/auth/passwords" in config  # hashed from Secret mosquitto-users
     assert containers(deployment)[0]["image"].startswith("predmaint/cluster-mosquitto:")
