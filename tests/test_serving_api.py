@@ -104,7 +104,8 @@ def test_prediction_log_keeps_inputs_outputs_and_version(tmp_path, served_bundle
     assert len(logged) == 4 and set(logged["model_version"]) == {"5"}
     assert logged["failure_probability"].tolist() == [a["failure_probability"] for a in answers]
     assert logged["torque_nm"].tolist() == [42.8] * 4
-    assert logged["machine_failure"].iloc[-1] == 1 and logged["machine_failure"].iloc[:3].isna().all()
+    # A label sent to /predict is scored around, never logged: the drift check must not trust it.
+    assert not set(schema.LABEL_FIELDS) & set(logged.columns)
     assert str(logged["timestamp"].dt.tz) == "UTC"
     assert json.loads(logged["top_features"].iloc[0]) == answers[0]["top_features"]
 
@@ -152,3 +153,38 @@ def test_prediction_log_format_is_checked():
 
     with pytest.raises(ConfigError, match="prediction_log_format"):
         load_settings(serving={"prediction_log_format": "csv"})
+
+
+def test_the_drift_window_takes_labels_from_the_store_never_from_predict(
+    tmp_path, served_bundle, monkeypatch
+):
+    import threading
+
+    from predmaint.ingest.runner import run_ingest
+    from predmaint.ingest.sources import SimulatorSource
+    from predmaint.ingest.store import ReadingStore, read_store
+    from predmaint.simulator import SimulationSpec
+    from predmaint.watch import latest_window
+
+    store = tmp_path / "store"
+    with ReadingStore(store) as writer:
+        run_ingest(SimulatorSource(SimulationSpec(machines=2, steps=30, seed=4)), writer, threading.Event())
+    stored = read_store(store)
+    monkeypatch.setenv("PREDMAINT_SERVING__PREDICTION_LOG", str(tmp_path / "log"))
+    monkeypatch.setenv("PREDMAINT_INGEST__STORE", str(store))
+    settings = load_settings()
+    app = create_app_from_settings(settings.serving)
+    app.extensions["predmaint.models"].swap(LoadedModel(served_bundle, "5", {}))
+    readings = json.loads(stored.head(40).to_json(orient="records", date_format="iso"))
+    forged = [reading | {"machine_failure": 1} for reading in readings]  # an attacker's labels
+    forged.append(GOOD | {"machine_id": "NOT-STORED", "machine_failure": 1})
+    assert app.test_client().post("/predict", json=forged).status_code == 200
+    app.config["PREDICTION_LOG"].flush()
+    window = latest_window(settings)
+    assert len(window) == 41
+    by_key = stored.set_index(["machine_id", "seq"])["machine_failure"]
+    known = window[window["machine_id"] != "NOT-STORED"]
+    keys = zip(known["machine_id"], known["seq"], strict=True)
+    assert known["machine_failure"].tolist() == [by_key[key] for key in keys]
+    assert known["machine_failure"].sum() < len(known)  # not the forged all-ones
+    assert window.loc[window["machine_id"] == "NOT-STORED", "machine_failure"].isna().all()

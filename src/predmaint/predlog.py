@@ -11,6 +11,10 @@ gunicorn workers never share one. Files are partitioned by UTC date of the predi
 
 A failed write keeps the records for the next flush; only when more than `max_buffered`
 records wait are the oldest dropped, and the drop is counted and logged.
+
+Labels a client sends with a reading (`machine_failure`, the failure modes) are never logged:
+anyone who can call `/predict` could otherwise fake a performance drop and start retraining.
+The drift check takes labels from the sensor store, which only authenticated ingestion writes.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import pyarrow.parquet as pq
 
 from predmaint.ingest.parse import column_list
 from predmaint.ingest.store import atomic_write
+from predmaint.schema import LABEL_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +209,7 @@ def latest_per_machine(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def records(readings: Any, answers: list[dict[str, Any]], logged_at: str) -> list[dict[str, Any]]:
-    """Log records: each reading's fields (labels too, when sent) next to the answer it got.
+    """Log records: each reading's fields (never its labels) next to the answer it got.
 
     `readings` is a contract DataFrame or the columns of `ingest.parse.parse_columns`.
     """
@@ -213,7 +218,11 @@ def records(readings: Any, answers: list[dict[str, Any]], logged_at: str) -> lis
         stamps = stamps.dt.strftime(_STAMP).tolist()
     else:
         stamps = [s.strftime(_STAMP) if isinstance(s, datetime) else str(s) for s in stamps]
-    columns = {name: column_list(readings[name]) for name in readings if name != "timestamp"}
+    columns = {
+        name: column_list(readings[name])
+        for name in readings
+        if name != "timestamp" and name not in LABEL_FIELDS
+    }
     columns["timestamp"] = stamps
     out = []
     for i, answer in enumerate(answers):

@@ -58,20 +58,48 @@ def champion_reference(settings: Any, run_id: str) -> tuple[pd.DataFrame, Any]:
 
 
 def latest_window(settings: Any) -> pd.DataFrame:
-    """The newest `drift.window` readings of the prediction log (or, without a log, of the store)."""
+    """The newest `drift.window` readings of the prediction log (or, without a log, of the store).
+
+    Labels of logged readings come from the store, joined on (machine_id, seq): only
+    authenticated ingestion writes there, while anyone who reaches `/predict` writes the log.
+    """
+    from predmaint.ingest.store import read_store
     from predmaint.predlog import read_predictions
 
     size = settings.drift.window
     if settings.serving.prediction_log is not None:
         logged = read_predictions(settings.serving.prediction_log)
         if len(logged):
-            return logged.tail(size).reset_index(drop=True)
-    from predmaint.ingest.store import read_store
-
+            window = logged.tail(size).reset_index(drop=True)
+            return with_store_labels(window, settings.ingest.store)
     store = read_store(settings.ingest.store)
     if len(store) == 0:
         raise DriftError("no current readings: the prediction log and the store are empty; pass --current")
     return store.sort_values("timestamp", kind="stable").tail(size).reset_index(drop=True)
+
+
+def with_store_labels(window: pd.DataFrame, store_root: Path) -> pd.DataFrame:
+    """The window without any labels of its own, with the store's labels of the same readings."""
+    from predmaint.ingest.store import StoreError, read_store
+    from predmaint.schema import LABEL_FIELDS
+
+    window = window.drop(columns=[name for name in LABEL_FIELDS if name in window.columns])
+    if window.empty or not {"machine_id", "seq"} <= set(window.columns):
+        return window
+    try:
+        labels = read_store(store_root, ["machine_id", "seq", *LABEL_FIELDS])
+    except (StoreError, OSError, ValueError) as exc:
+        log.warning("drift: no labels from the store %s (%s); performance is not judged", store_root, exc)
+        return window
+    labels = labels[labels["machine_failure"].notna()]
+    if labels.empty:
+        return window
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        seq = pd.to_numeric(frame["seq"], errors="coerce").astype("Int64")
+        return frame.assign(seq=seq, machine_id=frame["machine_id"].astype(object))
+
+    return keyed(window).merge(keyed(labels), on=["machine_id", "seq"], how="left")
 
 
 def _trigger(kind: Trigger, settings: Any) -> dict[str, Any]:
