@@ -136,6 +136,8 @@ def test_crash_leftovers_are_rolled_back_or_forward_on_open(tmp_path, simulate_f
         assert store.batch == last
     assert sorted(p.name for p in partition.iterdir()) == [merged.name]
     assert not list((root / "dead_letter").iterdir())
+    kept = sorted(p.name for p in (root / "_state" / "quarantine").rglob("part-*"))
+    assert kept == [f"part-{last + 1:010d}-{last + 1:010d}.parquet", f"part-{last + 1:010d}.jsonl"]
     pd.testing.assert_frame_equal(canonical(read_store(root)), canonical(frame), check_dtype=False)
 
 
@@ -354,3 +356,85 @@ def test_payload_splitting():
     assert split_payload(b'{"a": 1}') == [b'{"a": 1}']
     assert split_payload(b'[{"a": 1}, {"b": 2}]') == [b'{"a": 1}', b'{"b": 2}']
     assert split_payload(b"nope") is None and split_payload(b"3") is None
+
+
+def _three_batches(tmp_path, simulate_frame) -> tuple[Path, pd.DataFrame]:
+    frame = simulate_frame(machines=3, steps=100, seed=5)
+    source = tmp_path / "in.jsonl"
+    source.write_text(to_json_lines(frame))
+    root = tmp_path / "store"
+    ingest_file(source, root, batch_size=100)
+    return root, frame
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in (root / "readings").rglob("part-*"))
+
+
+@pytest.mark.parametrize("loss", ["missing", "older", "corrupt"])
+def test_a_lost_or_older_checkpoint_deletes_nothing_and_repair_brings_everything_back(
+    tmp_path, simulate_frame, loss
+):
+    from predmaint.ingest.store import repair
+
+    root, frame = _three_batches(tmp_path, simulate_frame)
+    checkpoint = root / "_state" / "checkpoint.json"
+    before = _files(root)
+    if loss == "missing":
+        checkpoint.unlink()
+    elif loss == "older":
+        checkpoint.write_text(json.dumps({"batch": 1, "positions": {}}))  # a restored old copy
+    else:
+        checkpoint.write_text('{"batch": [')
+    for attempt in (lambda: ReadingStore(root).open(), lambda: read_store(root), lambda: store_stats(root)):
+        with pytest.raises(StoreError, match="predmaint store repair"):
+            attempt()
+    assert _files(root) == before, "a file was deleted"
+    report = repair(root)
+    assert report["batch"] == 3 and report["quarantined"] == []
+    pd.testing.assert_frame_equal(canonical(read_store(root)), canonical(frame), check_dtype=False)
+    with ReadingStore(root) as store:  # and ingestion goes on
+        assert store.batch == 3 and len(store.index) == len(frame)
+
+
+def test_a_corrupt_part_is_named_then_quarantined_by_repair(tmp_path, simulate_frame):
+    from predmaint.ingest.store import repair
+
+    root, frame = _three_batches(tmp_path, simulate_frame)
+    import pyarrow.parquet as pq
+
+    victim = next((root / "readings").rglob("part-*.parquet"))
+    lost = pq.read_metadata(victim).num_rows
+    victim.write_bytes(b"PAR1 this is not parquet PAR1")
+    with pytest.raises(StoreError, match="cannot be read.*predmaint store repair"):
+        ReadingStore(root).open()
+    with pytest.raises(StoreError, match="cannot be read"):
+        read_store(root)
+    report = repair(root)
+    (moved,) = report["quarantined"]
+    assert Path(moved["file"]).read_bytes() == b"PAR1 this is not parquet PAR1" and moved["reason"].isascii()
+    with ReadingStore(root):
+        pass
+    assert len(read_store(root)) == len(frame) - lost  # the rest readable, the bytes kept aside
+
+
+def test_store_repair_from_the_cli(tmp_path, simulate_frame):
+    import subprocess
+    import sys
+
+    root, frame = _three_batches(tmp_path, simulate_frame)
+    (root / "_state" / "checkpoint.json").unlink()
+    predmaint = str(Path(sys.executable).parent / "predmaint")
+    stats = subprocess.run(
+        [predmaint, "store", "stats", "--store", str(root)], capture_output=True, text=True
+    )
+    assert stats.returncode == 1 and "predmaint store repair" in stats.stderr
+    fixed = subprocess.run(
+        [predmaint, "store", "repair", "--store", str(root), "--json"], capture_output=True, text=True
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    assert json.loads(fixed.stdout)["batch"] == 3
+    absent = subprocess.run(
+        [predmaint, "store", "repair", "--store", str(tmp_path / "nowhere")], capture_output=True, text=True
+    )
+    assert absent.returncode == 1 and "not a predmaint store" in absent.stderr

@@ -402,7 +402,7 @@ def _configure_logging(verbose: bool) -> None:
     )
 
 
-store_app = typer.Typer(help="Inspect the sensor store.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and repair the sensor store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
 
@@ -424,6 +424,28 @@ def store_stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     for key, value in stats.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     Console().print(table)
+
+
+@store_app.command("repair")
+def store_repair(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Rebuild a lost or older checkpoint from the files; move unreadable files to quarantine.
+
+    Deletes nothing: quarantined files go to <store>/_state/quarantine/<UTC time>/. Run it when
+    ingest, snapshot or stats say so, with no ingestion running.
+    """
+    from predmaint.ingest.store import StoreError, repair
+
+    root = store or _settings().ingest.store
+    try:
+        report = repair(root)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    err.print(f"store {root}: checkpoint rebuilt at batch {report['batch']}")
+    for moved in report["quarantined"]:
+        err.print(f"  quarantined {moved['file']}: {moved['reason']}")
 
 
 def _remote(settings: Any) -> Any:

@@ -139,7 +139,7 @@ def shown(value: Any, limit: int = 60) -> str:
 def ascii_text(text: str, limit: int = 200) -> str:
     """`text` with every non-ASCII or unprintable character escaped, cut to `limit` characters."""
     escaped = "".join(c if c.isascii() and c.isprintable() else ascii(c)[1:-1] for c in text)
-    return escaped if len(escaped) <= limit else f"{escaped[: limit - 1]}…"
+    return escaped if len(escaped) <= limit else f"{escaped[: limit - 3]}..."
 
 
 def shown_name(key: str) -> str:

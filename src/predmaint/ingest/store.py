@@ -9,9 +9,15 @@ Layout under the store directory:
 
 Every commit writes its files under names carrying the batch number (temporary file, fsync,
 rename), then the checkpoint the same way. The checkpoint is the commit point: on open, files
-of batches after it are removed, and so are files already merged into a compacted file whose
-batch range contains theirs. Nothing else can be half-done, so `kill -9` at any moment followed
+of the one batch after it (a crash between its files and its checkpoint) are moved aside to
+`_state/quarantine/<UTC time>/`, and files already merged into a compacted file whose batch range
+contains theirs are removed. Nothing else can be half-done, so `kill -9` at any moment followed
 by a restart loses nothing and duplicates nothing.
+
+Files of batches further ahead cannot come from a crash: the checkpoint was lost or restored
+from an older copy. Then the store refuses to open (and to be read) and deletes nothing;
+`repair()` (`predmaint store repair`) rebuilds the checkpoint from the files and quarantines
+files that cannot be read.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,12 +190,95 @@ def committed_files(root: Path, batch: int | None = None) -> list[Path]:
 def _read_checkpoint(root: Path) -> _Checkpoint:
     path = root / STATE / "checkpoint.json"
     if not path.exists():
-        return _Checkpoint()
+        checkpoint = _Checkpoint()
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            checkpoint = _Checkpoint(int(data["batch"]), dict(data.get("positions", {})))
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise StoreError(
+                f"{path} is corrupt ({exc}); nothing was deleted: `predmaint store repair --store {root}` "
+                "rebuilds it from the files"
+            ) from None
+    newest = newest_batch_on_disk(root)
+    if newest > checkpoint.batch + 1:
+        raise StoreError(
+            f"{root}: the checkpoint says batch {checkpoint.batch} but files of batches up to {newest} "
+            "are here: it was lost or restored from an older copy. Nothing was deleted; "
+            f"`predmaint store repair --store {root}` rebuilds it from the files"
+        )
+    return checkpoint
+
+
+def newest_batch_on_disk(root: Path) -> int:
+    """The highest batch number any reading or dead-letter file of the store carries."""
+    newest = 0
+    for partition in (root / READINGS).glob("date=*"):
+        for path in partition.iterdir():
+            if found := _part_range(path):
+                newest = max(newest, found[1])
+    if (root / DEAD_LETTER).is_dir():
+        for path in (root / DEAD_LETTER).iterdir():
+            if match := _DEAD.match(path.name):
+                newest = max(newest, int(match.group(1)))
+    return newest
+
+
+def _quarantine(root: Path, path: Path, stamp: str) -> Path:
+    """Move a file out of the store's view, keeping its place under `_state/quarantine/<stamp>/`."""
+    target = root / STATE / "quarantine" / stamp / path.relative_to(root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def repair(root: str | Path) -> dict[str, Any]:
+    """Rebuild the checkpoint from the files; move unreadable files to quarantine. Deletes nothing.
+
+    Source positions of the old checkpoint are kept when it can be read: sources resume from
+    there and the store drops what it already holds.
+    """
+    root = Path(root)
+    if not (root / READINGS).is_dir():
+        raise StoreError(f"{root} is not a predmaint store (no {READINGS}/ inside)")
+    with open(root / STATE / "writer.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{root} is being written by an ingest process; stop it first") from None
+        batch = newest_batch_on_disk(root)  # before quarantine: batch numbers never go back
+        stamp = _stamp()
+        quarantined = []
+        for partition in sorted((root / READINGS).glob("date=*")):
+            for path in sorted(partition.iterdir()):
+                if _part_range(path) and (problem := _unreadable(path)):
+                    quarantined.append({"file": str(_quarantine(root, path, stamp)), "reason": problem})
+        positions: dict[str, Any] = {}
+        try:
+            data = json.loads((root / STATE / "checkpoint.json").read_text(encoding="utf-8"))
+            positions = dict(data.get("positions", {}))
+            batch = max(batch, int(data.get("batch", 0)))
+        except (OSError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
+            pass
+        checkpoint = {"batch": batch, "positions": positions}
+        atomic_write(root / STATE / "checkpoint.json", json.dumps(checkpoint).encode())
+    log.warning(
+        "store %s repaired: checkpoint at batch %d, %d file(s) quarantined", root, batch, len(quarantined)
+    )
+    return {"store": str(root), "batch": batch, "quarantined": quarantined}
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why a part file cannot be read as readings, or None."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return _Checkpoint(int(data["batch"]), dict(data.get("positions", {})))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"{path} is corrupt ({exc}); restore it or start a new store") from None
+        pq.read_table(path).select(list(schema.FIELD_NAMES)).cast(schema.arrow_schema())
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        return str(exc)[:300].encode("ascii", "backslashreplace").decode()
+    return None
 
 
 def install_id(root: str | Path) -> str:
@@ -226,7 +316,13 @@ def open_dataset(root: Path) -> ds.Dataset:
 
 def read_store(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """All committed readings, in contract columns."""
-    table = open_dataset(root).to_table(columns=columns or list(schema.FIELD_NAMES))
+    try:
+        table = open_dataset(root).to_table(columns=columns or list(schema.FIELD_NAMES))
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreError(
+            f"{root}: a reading file cannot be read ({str(exc)[:200]}); nothing was "
+            f"deleted: `predmaint store repair --store {root}` moves unreadable files to quarantine"
+        ) from None
     return table.to_pandas()
 
 
@@ -273,20 +369,28 @@ class ReadingStore:
         return self
 
     def _recover(self) -> None:
+        """Undo the one batch a crash may have left after the checkpoint (moved aside, not deleted)."""
         batch = self._checkpoint.batch
+        stamp = _stamp()
         for tmp in self.root.rglob(".*.tmp"):
-            tmp.unlink()
+            if "quarantine" not in tmp.relative_to(self.root).parts[:2]:
+                tmp.unlink()
         keep = set(committed_files(self.root, batch))
         for partition in (self.root / READINGS).glob("date=*"):
             for path in partition.iterdir():
-                if _part_range(path) and path not in keep:
-                    path.unlink()
+                found = _part_range(path)
+                if found and found[1] > batch:
+                    log.warning(
+                        "store: batch %d was not committed; %s", found[1], _quarantine(self.root, path, stamp)
+                    )
+                elif found and path not in keep:
+                    path.unlink()  # merged into a compacted file already
             if not any(partition.iterdir()):
                 partition.rmdir()
         for path in (self.root / DEAD_LETTER).iterdir():
             match = _DEAD.match(path.name)
             if match and int(match.group(1)) > batch:
-                path.unlink()
+                _quarantine(self.root, path, stamp)
 
     def close(self) -> None:
         """Compact what this run wrote and release the lock."""
