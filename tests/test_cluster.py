@@ -533,7 +533,7 @@ def test_the_ingestion_deployment_takes_readings_over_mqtt_from_the_manifests_br
     new = drifted[before:]
     assert len(new) == FLEET["machines"] * 100
 
-    with pytest.raises((RuntimeError, OSError)):
+    with pytest.raises((RuntimeError, OSError, AssertionError)):  # refused, or never acknowledged
         publish(1883, new[:1], host=broker)  # the broker refuses anonymous publishers
     sensor = {"username": "sensor", "password": MQTT_USERS["sensor"]}
 

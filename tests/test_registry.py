@@ -122,3 +122,43 @@ def test_unreachable_tracking_server_is_named():
 def test_sqlite_folder_is_created(tmp_path):
     uri = prepare_tracking(f"sqlite:///{tmp_path}/deep/er/mlflow.db")
     assert (tmp_path / "deep" / "er").is_dir() and uri.endswith("deep/er/mlflow.db")
+
+
+@pytest.mark.slow
+def test_a_bundle_changed_after_registration_is_never_loaded_and_serving_keeps_its_model(tmp_path, trained):
+    import threading
+
+    import joblib
+    from mlflow import MlflowClient
+
+    from predmaint.registry import BUNDLE_DIGEST_TAG, ModelIntegrityError, file_sha256, load_version
+    from serving.app import LoadedModel, ModelHolder
+    from serving.registry_loader import follow_alias
+
+    model, _ = trained
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    store = tmp_path / "artifacts"
+    options = {"tracking_uri": uri, "experiment": "predmaint", "model_name": "pm", "tags": {}}
+    first = log_and_register(model, artifact_location=str(store), **options)
+    second = log_and_register(model, artifact_location=str(store), **options)
+    good = load_version(uri, "pm", first.version)  # the digest matches: loads
+    client = MlflowClient(tracking_uri=prepare_tracking(uri), registry_uri=prepare_tracking(uri))
+    registered = client.get_model_version("pm", second.version)
+    model_id = registered.source.rstrip("/").split("/")[-1]  # models:/m-… in MLflow 3
+    (bundle,) = [p for p in store.rglob("bundle.joblib") if model_id in p.parts]
+    assert file_sha256(bundle) == registered.tags[BUNDLE_DIGEST_TAG]
+    joblib.dump({"not": "the registered model"}, bundle)  # someone with write access to the store
+    with pytest.raises(ModelIntegrityError, match="changed after registration"):
+        load_version(uri, "pm", second.version)
+
+    holder = ModelHolder()
+    holder.swap(LoadedModel(good, first.version, {}))
+    set_alias(uri, "pm", CHAMPION, second.version)
+    stop = threading.Event()
+    follow_alias(holder, tracking_uri=uri, model_name="pm", stop=stop, load_first=True)
+    stop.set()
+    assert holder.current.version == first.version  # the tampered champion was refused
+
+    client.delete_model_version_tag("pm", first.version, BUNDLE_DIGEST_TAG)
+    with pytest.raises(ModelIntegrityError, match="no bundle_sha256 tag"):
+        load_version(uri, "pm", first.version)

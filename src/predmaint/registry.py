@@ -4,10 +4,17 @@ One registered model (default `predictive-maintenance`). Each version carries it
 version, pipeline run id, git commit and metrics as tags. A new version gets the alias
 `challenger`; `champion` moves only when `promotion_gate` says the challenger beats the current
 champion on the same data by the configured margin. Aliases, never stages.
+
+Each version also carries the SHA-256 of its pickled bundle (`bundle_sha256`), taken before it
+is uploaded. `load_version` downloads the version, checks that digest and only then unpickles:
+a bundle changed in the artifact store (which the tags in the tracking database do not share)
+is refused, and a loader keeps what it had.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import os
 import subprocess
@@ -27,11 +34,25 @@ from predmaint.model import Bundle, predict_readings
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+BUNDLE_DIGEST_TAG = "bundle_sha256"
 _RUNTIME_PACKAGES = ("scikit-learn", "xgboost", "pandas", "numpy", "pyarrow", "joblib", "mlflow")
 
 
 class RegistryError(RuntimeError):
     """The tracking server or registry cannot do what was asked; the message says what to do."""
+
+
+class ModelIntegrityError(RegistryError):
+    """A registered model's bundle is not the one that was registered; it is not loaded."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -193,6 +214,7 @@ def log_and_register(
         with tempfile.TemporaryDirectory() as tmp:
             bundle_path = Path(tmp) / "bundle.joblib"
             joblib.dump(bundle, bundle_path)
+            bundle_digest = file_sha256(bundle_path)
             reference_path = Path(tmp) / "reference.parquet"
             trained.reference.to_parquet(reference_path)
             mlflow.log_artifact(str(reference_path), artifact_path="reference")
@@ -220,7 +242,8 @@ def log_and_register(
             )
     version = str(info.registered_model_version)
     metric_tags = {f"test_{k}": f"{trained.test[k]:.6f}" for k in ("f1", "recall", "precision", "pr_auc")}
-    for key, value in {**all_tags, **metric_tags, "family": trained.family}.items():
+    version_tags = {**all_tags, **metric_tags, "family": trained.family, BUNDLE_DIGEST_TAG: bundle_digest}
+    for key, value in version_tags.items():
         client.set_model_version_tag(model_name, version, key, str(value))
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     return Registered(model_name, version, run.info.run_id)
@@ -277,23 +300,46 @@ def _log_plots(trained: Any) -> None:
 
 def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION) -> Any:
     """The pyfunc model behind an alias, or None when the alias is not set."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     try:
-        client.get_model_version_by_alias(model_name, alias)
+        version = client.get_model_version_by_alias(model_name, alias).version
     except MlflowException:
         return None
-    return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+    return _load_verified(client, model_name, str(version))
 
 
 def load_version(tracking_uri: str, model_name: str, version: str) -> Bundle:
-    """The prediction bundle of a registered version (for scoring it beside another)."""
+    """The prediction bundle of a registered version, after checking its SHA-256 against its tag."""
+    return _load_verified(_client(tracking_uri), model_name, version).unwrap_python_model().bundle
+
+
+def _load_verified(client: Any, model_name: str, version: str) -> Any:
+    """Download a version, check its bundle's digest, and only then load (unpickle) it."""
     import mlflow
 
-    _client(tracking_uri)
-    return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model().bundle
+    expected = client.get_model_version(model_name, version).tags.get(BUNDLE_DIGEST_TAG, "")
+    if not expected:
+        raise ModelIntegrityError(
+            f"{model_name} version {version} has no {BUNDLE_DIGEST_TAG} tag (registered without one, or the "
+            "tag was removed); not loading it: register the model again"
+        )
+    with tempfile.TemporaryDirectory(prefix="predmaint-model-") as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=tmp)
+        )
+        bundles = list(local.rglob("bundle.joblib"))
+        if len(bundles) != 1:
+            found = len(bundles)
+            raise ModelIntegrityError(f"{model_name} version {version}: {found} bundle.joblib files, not one")
+        actual = file_sha256(bundles[0])
+        if not hmac.compare_digest(actual, expected):
+            raise ModelIntegrityError(
+                f"{model_name} version {version}: its bundle's SHA-256 is {actual[:16]}..., registered as "
+                f"{expected[:16]}...: changed after registration; not loading it"
+            )
+        return mlflow.pyfunc.load_model(str(local))
 
 
 def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
