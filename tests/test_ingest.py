@@ -438,3 +438,16 @@ def test_store_repair_from_the_cli(tmp_path, simulate_frame):
         [predmaint, "store", "repair", "--store", str(tmp_path / "nowhere")], capture_output=True, text=True
     )
     assert absent.returncode == 1 and "not a predmaint store" in absent.stderr
+
+
+def test_keys_never_collide_and_the_index_refuses_past_its_machines(monkeypatch):
+    from predmaint.ingest.store import KeyIndex
+
+    index = KeyIndex()
+    top = 2**40 - 1  # the largest seq the contract admits
+    keys = index.encode(pd.Series(["A", "B", "A", "B"]), pd.Series([0, 0, top, top]))
+    assert len(set(keys.tolist())) == 4 and (keys >= 0).all()
+    monkeypatch.setattr(KeyIndex, "MAX_MACHINES", 3)
+    index.encode(pd.Series(["C"]), pd.Series([1]))
+    with pytest.raises(StoreError, match="more than 3 machines"):
+        index.encode(pd.Series(["D"]), pd.Series([1]))

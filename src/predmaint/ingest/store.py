@@ -89,8 +89,12 @@ class KeyIndex:
     """The set of stored `(machine_id, seq)` keys, compact and fast to query in bulk.
 
     Keys are packed into one int64 (machine code << 40 | seq). Most live in a sorted array,
-    queried by binary search; recent ones in a set, merged into the array now and then.
+    queried by binary search; recent ones in a set, merged into the array now and then. Codes
+    are dense (0, 1, 2, … per machine) and seq < 2**40 (the contract), so two keys never share a
+    number; past MAX_MACHINES machines the index refuses rather than let codes overflow.
     """
+
+    MAX_MACHINES = 1 << (63 - _SEQ_BITS)
 
     def __init__(self) -> None:
         """Start empty."""
@@ -107,6 +111,11 @@ class KeyIndex:
         codes = machine_ids.map(self._codes)
         if codes.isna().any():
             for machine in pd.unique(machine_ids[codes.isna()]):
+                if len(self._codes) >= self.MAX_MACHINES:
+                    raise StoreError(
+                        f"more than {self.MAX_MACHINES:,} machines in one store: the key index cannot "
+                        "tell them apart; split the fleet over several stores"
+                    )
                 self._codes[machine] = len(self._codes)
             codes = machine_ids.map(self._codes)
         return (codes.to_numpy(np.int64) << _SEQ_BITS) | seqs.to_numpy(np.int64)
