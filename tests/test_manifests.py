@@ -132,12 +132,14 @@ def test_mlflow_runs_the_image_make_images_builds_against_postgres_and_minio(ren
     (container,) = containers(mlflow)
     assert container["image"] == f"predmaint/mlflow:{VERSION}"
     args = " ".join(container["args"])
-    assert (
-        "--backend-store-uri=postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@postgres.mlflow.svc"
-        in args
-    )
     assert "--artifacts-destination=s3://mlflow/" in args
     env = {item["name"]: item for item in container["env"]}
+    # The URI with the database password is in the environment, which only the process's user
+    # reads, and expands variables defined before it.
+    uri = env["MLFLOW_BACKEND_STORE_URI"]["value"]
+    assert uri.startswith("postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@postgres.mlflow.svc")
+    names = [item["name"] for item in container["env"]]
+    assert names.index("POSTGRES_PASSWORD") < names.index("MLFLOW_BACKEND_STORE_URI")
     assert env["MLFLOW_S3_ENDPOINT_URL"]["value"].startswith("http://minio.mlflow.svc")
     # In-cluster clients (the chart's mlflow.trackingUri) must pass MLflow's Host-header check.
     allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
@@ -402,3 +404,32 @@ def test_the_optional_mosquitto_is_the_broker_the_chart_names_by_default() -> No
     assert "listener 1883" in config and "allow_anonymous false" in config
     assert "password_file /mosquitto/auth/passwords" in config  # hashed from Secret mosquitto-users
     assert containers(deployment)[0]["image"].startswith("predmaint/cluster-mosquitto:")
+
+
+# A secret's value on a command line: an expanded secret variable, or credentials in a URL.
+SECRET_ON_COMMAND_LINE = re.compile(r"\$\(?\{?\w*(PASSWORD|SECRET|TOKEN|KEY)|://[^/\s:@]+:[^/\s@]+@", re.I)
+
+
+def secrets_on_command_lines(resources: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(workload/container, argument) of every argument that would show a secret in `ps`."""
+    return [
+        (f"{resource['kind']}/{resource['metadata']['name']}/{container['name']}", part)
+        for resource in workloads(resources)
+        for container in containers(resource)
+        for part in container.get("command", []) + container.get("args", [])
+        if SECRET_ON_COMMAND_LINE.search(part)
+    ]
+
+
+def test_no_secret_is_on_a_command_line(rendered) -> None:
+    # Arguments are world-readable (/proc/*/cmdline, ps); secrets go in files or the environment.
+    _, resources, _ = rendered
+    assert not secrets_on_command_lines(resources)
+
+
+def test_the_scan_finds_a_secret_on_a_command_line() -> None:
+    pod = {"containers": [{"name": "c", "args": ["--uri=postgresql://u:$(POSTGRES_PASSWORD)@db/x"]}]}
+    deployment = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": pod}}}
+    assert secrets_on_command_lines([deployment]) == [("Deployment/d/c", pod["containers"][0]["args"][0])]
+    pod["containers"][0]["args"] = ['mc alias set store http://x:9000 "$MINIO_ROOT_PASSWORD"']
+    assert secrets_on_command_lines([deployment])
