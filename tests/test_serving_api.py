@@ -146,6 +146,41 @@ def test_prediction_log_write_failure_keeps_records_for_the_next_flush(tmp_path)
     assert len(predlog.read_predictions(blocker)) == 1
 
 
+def test_the_flush_thread_survives_any_error_and_the_buffer_stays_bounded(tmp_path, monkeypatch):
+    import time
+
+    seen = []
+    log = predlog.PredictionLog(
+        tmp_path / "log", flush_seconds=0.05, max_buffered=3, on_flush=lambda *c: seen.append(c)
+    )
+    calls = []
+
+    def broken(batch):
+        calls.append(len(batch))
+        raise TypeError("a record no writer takes")  # not an OSError
+
+    def record(i: int) -> dict:
+        return {"logged_at": "2026-01-01T00:00:00.000000Z", "machine_id": "M1", "seq": i}
+
+    monkeypatch.setattr(log, "_write", broken)
+    log.append([record(i) for i in range(5)])  # 2 over the bound: dropped at once
+    assert log.dropped == 2
+    deadline = time.monotonic() + 10
+    while not calls:  # the thread flushed and the writer raised
+        assert time.monotonic() < deadline, "the flush thread never flushed"
+        time.sleep(0.02)
+    assert log.dropped == 5  # a batch no writer takes is dropped, not retried forever
+    monkeypatch.undo()
+    log.append([record(i) for i in range(5, 8)])
+    deadline = time.monotonic() + 10
+    while log.written < 3:
+        assert time.monotonic() < deadline, "the flush thread died"
+        time.sleep(0.02)
+    log.close()
+    assert sum(c[2] for c in seen) == 5  # every drop reaches /metrics through on_flush
+    assert predlog.read_predictions(tmp_path / "log")["seq"].tolist() == [5, 6, 7]
+
+
 def test_prediction_log_format_is_checked():
     with pytest.raises(ValueError, match="jsonl, parquet"):
         predlog.PredictionLog("x", "csv")

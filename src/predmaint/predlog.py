@@ -55,7 +55,7 @@ class PredictionLog:
         directory: Path,
         fmt: str = "jsonl",
         flush_seconds: float = 2.0,
-        max_buffered: int = 1_000_000,
+        max_buffered: int = 100_000,
         on_flush: Callable[[int, int, int], None] | None = None,
     ) -> None:
         """Configure the log; nothing is created until the first flush with records.
@@ -81,6 +81,7 @@ class PredictionLog:
         self._stop = threading.Event()
         self._parts = 0
         self.written = self.failed = self.dropped = 0
+        self._dropped_unreported = 0
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Queue records for writing (cheap: the request path calls this)."""
@@ -88,6 +89,11 @@ class PredictionLog:
             self._start()
         with self._lock:
             self._buffer.extend(records)
+            excess = len(self._buffer) - self.max_buffered
+            if excess > 0:  # writes fall behind: keep memory bounded, count what is dropped
+                del self._buffer[:excess]
+                self.dropped += excess
+                self._dropped_unreported += excess
 
     def _start(self) -> None:
         # Runs once per process: after a fork the parent's thread and buffer are not ours.
@@ -102,7 +108,10 @@ class PredictionLog:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_seconds):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the writer thread must outlive any one failure
+                log.exception("prediction log: flush failed; retrying at the next interval")
 
     def flush(self) -> int:
         """Write what is buffered; returns the number of records written."""
@@ -113,7 +122,7 @@ class PredictionLog:
                 return 0
             try:
                 self._write(batch)
-            except OSError as exc:
+            except OSError as exc:  # the disk: keep the records for the next flush
                 with self._lock:
                     self._buffer = batch + self._buffer
                     excess = len(self._buffer) - self.max_buffered
@@ -124,13 +133,23 @@ class PredictionLog:
                 log.warning(
                     "prediction log: cannot write %d record(s) to %s: %s", len(batch), self.directory, exc
                 )
-                if self.on_flush:
-                    self.on_flush(0, len(batch), max(excess, 0))
+                self._report(0, len(batch), max(excess, 0))
+                return 0
+            except Exception:  # noqa: BLE001 - records no writer takes: retrying cannot help
+                self.failed += len(batch)
+                self.dropped += len(batch)
+                log.exception("prediction log: %d record(s) cannot be written; dropped", len(batch))
+                self._report(0, len(batch), len(batch))
                 return 0
             self.written += len(batch)
-            if self.on_flush:
-                self.on_flush(len(batch), 0, 0)
+            self._report(len(batch), 0, 0)
             return len(batch)
+
+    def _report(self, written: int, failed: int, dropped: int) -> None:
+        with self._lock:
+            dropped, self._dropped_unreported = dropped + self._dropped_unreported, 0
+        if self.on_flush:
+            self.on_flush(written, failed, dropped)
 
     def close(self) -> None:
         """Stop the writer thread and write what is left."""
