@@ -45,6 +45,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 NOTABLE = 0.1  # the fleet view names a mode or reason only from this probability on
+FLEET_WINDOW = 100_000  # the fleet view reads the newest this many predictions, not the whole log
 _FORM_FIELDS = [spec for spec in schema.FIELDS if spec.required]
 
 
@@ -116,7 +117,7 @@ def fleet() -> Any:
         empty_reason = "The prediction log is off (serving.prediction_log is null)."
     else:
         prediction_log.flush()
-        logged = read_predictions(prediction_log.directory)
+        logged = read_predictions(prediction_log.directory, newest=FLEET_WINDOW)
         count = len(logged)
         empty_reason = f"No predictions logged yet in {prediction_log.directory}."
         for row in latest_per_machine(logged).to_dict("records"):

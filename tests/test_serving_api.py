@@ -223,3 +223,21 @@ def test_the_drift_window_takes_labels_from_the_store_never_from_predict(
     assert known["machine_failure"].tolist() == [by_key[key] for key in keys]
     assert known["machine_failure"].sum() < len(known)  # not the forged all-ones
     assert window.loc[window["machine_id"] == "NOT-STORED", "machine_failure"].isna().all()
+
+
+def test_reading_the_newest_records_reads_only_the_newest_partitions(tmp_path, caplog):
+    log = predlog.PredictionLog(tmp_path / "log")
+    log.append(
+        [
+            {"logged_at": f"2026-01-{day:02d}T00:00:0{i}.000000Z", "machine_id": "M1", "seq": day * 10 + i}
+            for day in (1, 2, 3)
+            for i in range(4)
+        ]
+    )
+    assert log.flush() == 12
+    (tmp_path / "log" / "date=2026-01-01" / "predictions-old.jsonl").write_bytes(b"\xff" * 10)  # unread
+    newest = predlog.read_predictions(tmp_path / "log", newest=6)
+    assert newest["seq"].tolist() == [22, 23, 30, 31, 32, 33]
+    assert "unreadable" not in caplog.text  # the oldest partition was never opened
+    assert len(predlog.read_predictions(tmp_path / "log")) == 12
+    assert "skipped 1 unreadable line" in caplog.text

@@ -182,8 +182,14 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime(_STAMP)
 
 
-def read_predictions(directory: Path, since: datetime | None = None) -> pd.DataFrame:
-    """All logged predictions (both formats), oldest first; torn or foreign lines are skipped.
+def read_predictions(
+    directory: Path, since: datetime | None = None, newest: int | None = None
+) -> pd.DataFrame:
+    """Logged predictions (both formats), oldest first; torn or foreign lines are skipped.
+
+    With `newest`, only the newest date partitions that hold that many records are read (and
+    the newest `newest` records returned): a drift window or the fleet view costs its own size,
+    not the size of the whole log.
 
     Returns:
         One row per prediction with the reading's fields, the outputs and `logged_at`; an empty
@@ -193,17 +199,23 @@ def read_predictions(directory: Path, since: datetime | None = None) -> pd.DataF
     frames: list[pd.DataFrame] = []
     rows: list[dict[str, Any]] = []
     skipped = 0
-    if directory.is_dir():
-        for path in sorted(directory.glob("date=*/*.jsonl")):
+    count = 0
+    partitions = sorted(directory.glob("date=*"), reverse=True) if directory.is_dir() else []
+    for partition in partitions:
+        if newest is not None and count >= newest:
+            break
+        for path in sorted(partition.glob("*.jsonl")):
             for line in path.read_bytes().splitlines():
                 if not line.strip():
                     continue
                 try:
                     rows.append(_LINE_DECODER.decode(line))
+                    count += 1
                 except msgspec.DecodeError:
                     skipped += 1
-        for path in sorted(directory.glob("date=*/*.parquet")):
+        for path in sorted(partition.glob("*.parquet")):
             frames.append(pq.read_table(path).to_pandas())
+            count += len(frames[-1])
     if skipped:
         log.warning("prediction log %s: skipped %d unreadable line(s)", directory, skipped)
     if rows:
@@ -216,7 +228,10 @@ def read_predictions(directory: Path, since: datetime | None = None) -> pd.DataF
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     if since is not None:
         frame = frame[frame["logged_at"] >= since]
-    return frame.sort_values("logged_at", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("logged_at", kind="stable")
+    if newest is not None:
+        frame = frame.tail(newest)
+    return frame.reset_index(drop=True)
 
 
 def latest_per_machine(frame: pd.DataFrame) -> pd.DataFrame:

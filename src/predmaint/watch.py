@@ -68,7 +68,7 @@ def latest_window(settings: Any) -> pd.DataFrame:
 
     size = settings.drift.window
     if settings.serving.prediction_log is not None:
-        logged = read_predictions(settings.serving.prediction_log)
+        logged = read_predictions(settings.serving.prediction_log, newest=size)
         if len(logged):
             window = logged.tail(size).reset_index(drop=True)
             return with_store_labels(window, settings.ingest.store)
