@@ -305,6 +305,7 @@ def create_app_from_settings(serving: Any) -> Flask:
             serving.prediction_log_format,
             serving.prediction_log_flush_seconds,
             on_flush=metrics.record_log_flush,
+            retention_days=serving.prediction_log_retention_days,
         )
     return create_app(
         {

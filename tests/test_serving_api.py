@@ -241,3 +241,33 @@ def test_reading_the_newest_records_reads_only_the_newest_partitions(tmp_path, c
     assert "unreadable" not in caplog.text  # the oldest partition was never opened
     assert len(predlog.read_predictions(tmp_path / "log")) == 12
     assert "skipped 1 unreadable line" in caplog.text
+
+
+def test_prediction_log_retention_removes_only_old_date_folders(tmp_path):
+    from datetime import UTC, datetime
+
+    log = predlog.PredictionLog(tmp_path / "log")
+    log.append(
+        [
+            {"logged_at": f"{day}T00:00:00.000000Z", "machine_id": "M1", "seq": i}
+            for i, day in enumerate(["2026-01-01", "2026-02-27", "2026-03-01"])
+        ]
+    )
+    log.flush()
+    (tmp_path / "log" / "date=notes").mkdir()  # not a date folder: never touched
+    assert log.prune(datetime(2027, 1, 1, tzinfo=UTC)) == []  # no retention set: nothing goes
+    log.retention_days = 30
+    removed = log.prune(datetime(2026, 3, 30, tzinfo=UTC))
+    assert removed == ["date=2026-01-01", "date=2026-02-27"]
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["date=2026-03-01", "date=notes"]
+    assert (
+        predlog.PredictionLog(tmp_path / "log").prune(datetime(2027, 1, 1, tzinfo=UTC)) == []
+    )  # no retention
+
+
+def test_a_flush_prunes_past_retention(tmp_path):
+    log = predlog.PredictionLog(tmp_path / "log", retention_days=1)
+    log.append([{"logged_at": "2020-01-01T00:00:00.000000Z", "machine_id": "M1", "seq": 1}])
+    log.append([{"logged_at": predlog.now_iso(), "machine_id": "M1", "seq": 2}])
+    assert log.flush() == 2
+    assert predlog.read_predictions(tmp_path / "log")["seq"].tolist() == [2]

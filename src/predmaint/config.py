@@ -168,6 +168,12 @@ class ServingSettings(_Section):
     prediction_log_flush_seconds: float = Field(
         2.0, gt=0, description="Longest a prediction waits in memory before it is written."
     )
+    prediction_log_retention_days: int | None = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Date folders of the prediction log older than this are removed (null: kept).",
+    )
 
 
 class DriftSettings(_Section):

@@ -22,10 +22,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
+import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from predmaint.schema import LABEL_FIELDS
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "parquet")
+_DATE_FOLDER = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
 
 _ENCODER = msgspec.json.Encoder()
 _LINE_DECODER = msgspec.json.Decoder(dict[str, Any])
@@ -57,6 +61,7 @@ class PredictionLog:
         flush_seconds: float = 2.0,
         max_buffered: int = 100_000,
         on_flush: Callable[[int, int, int], None] | None = None,
+        retention_days: int | None = None,
     ) -> None:
         """Configure the log; nothing is created until the first flush with records.
 
@@ -66,6 +71,7 @@ class PredictionLog:
             flush_seconds: longest a record waits in memory.
             max_buffered: records kept in memory while writes fail; older ones are dropped beyond.
             on_flush: called after each flush attempt with (written, failed, dropped) record counts.
+            retention_days: date folders older than this many days are removed (at most hourly).
         """
         if fmt not in FORMATS:
             raise ValueError(f"prediction log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -74,6 +80,8 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
         self.on_flush = on_flush
+        self.retention_days = retention_days
+        self._pruned_at = 0.0
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -143,7 +151,26 @@ class PredictionLog:
                 return 0
             self.written += len(batch)
             self._report(len(batch), 0, 0)
+            if self.retention_days is not None and time.monotonic() - self._pruned_at > 3600:
+                self._pruned_at = time.monotonic()
+                self.prune(datetime.now(UTC))
             return len(batch)
+
+    def prune(self, now: datetime) -> list[str]:
+        """Remove the date folders older than `retention_days` before `now`; their names."""
+        if self.retention_days is None or not self.directory.is_dir():
+            return []
+        oldest = (now - timedelta(days=self.retention_days)).strftime("date=%Y-%m-%d")
+        removed = []
+        for folder in sorted(self.directory.glob("date=*")):
+            if folder.is_dir() and _DATE_FOLDER.match(folder.name) and folder.name < oldest:
+                shutil.rmtree(folder, ignore_errors=True)  # another worker may prune it too
+                removed.append(folder.name)
+        if removed:
+            log.info(
+                "prediction log: removed %d date folder(s) past %d days", len(removed), self.retention_days
+            )
+        return removed
 
     def _report(self, written: int, failed: int, dropped: int) -> None:
         with self._lock:
