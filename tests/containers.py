@@ -87,6 +87,15 @@ def render_kustomization(path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
+def rendered_secret(docs: list[dict], name: str) -> dict[str, str]:
+    """The decoded data of a Secret the chart renders itself (such as a random token)."""
+    import base64
+
+    secret = find(docs, "Secret", name)
+    data = {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+    return data | secret.get("stringData", {})
+
+
 def find(docs: list[dict], kind: str, name: str | None = None, component: str | None = None) -> dict:
     """The one document of `kind` with that name or app.kubernetes.io/component label."""
     found = [
@@ -188,7 +197,8 @@ class Pod:
         if "configMap" in volume:
             data = find(self.docs, "ConfigMap", volume["configMap"]["name"])["data"]
         elif "secret" in volume:
-            data = self.secrets[volume["secret"]["secretName"]]
+            name = volume["secret"]["secretName"]
+            data = self.secrets[name] if name in self.secrets else rendered_secret(self.docs, name)
         else:
             data = {}
             for source in volume["projected"]["sources"]:

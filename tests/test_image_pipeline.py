@@ -27,6 +27,7 @@ from containers import (
     find,
     kfp_task_run_args,
     render_chart,
+    rendered_secret,
     require_image,
 )
 from kfp_standin import KfpStandIn
@@ -92,19 +93,23 @@ def test_the_ingestion_deployment_takes_readings_over_http(install):
 
     pod = _pod(install, "Deployment", "ingest")
     port = install["values"]["ingest"]["http"]["port"]
+    token = rendered_secret(install["docs"], "predmaint-ingest-token")["token"]
     container = pod.start(f"predmaint-test-ingest-{uuid.uuid4().hex[:6]}")
     try:
         wait_until_answering(f"http://127.0.0.1:{port}/health", container, 120)
         readings = _readings(**FLEET)
         accepted = 0
         for start in range(0, len(readings), 3000):
-            status, body = post(
-                f"http://127.0.0.1:{port}/readings", json.dumps(readings[start : start + 3000]).encode()
-            )
+            body_bytes = json.dumps(readings[start : start + 3000]).encode()
+            status, body = post(f"http://127.0.0.1:{port}/readings", body_bytes, token=token)
             assert status == 200, body
             accepted += body["accepted"]
         assert accepted == len(readings) == 12_000
-        status, body = post(f"http://127.0.0.1:{port}/readings", b'{"machine_id": ')  # a broken body
+        status, body = post(f"http://127.0.0.1:{port}/readings", b"[]")
+        assert status == 401, body  # the pod listens on 0.0.0.0: only with the token
+        status, body = post(
+            f"http://127.0.0.1:{port}/readings", b'{"machine_id": ', token=token
+        )  # broken body
         assert status == 400 and container.running()
         assert changed_outside_volumes(container, pod) == []
         subprocess.run(["docker", "stop", "--time", "30", container.name], check=True, capture_output=True)
