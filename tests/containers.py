@@ -494,9 +494,12 @@ def mlflow_server(artifacts: Path) -> Iterator[str]:
             },
         )
         port = free_port()
+        database = "postgres.mlflow.svc.cluster.local:5432"
+        (uri_item,) = [item for item in pod.container["env"] if item["name"] == "MLFLOW_BACKEND_STORE_URI"]
+        assert database in uri_item["value"]  # the backend URI, password and all, is in the environment
+        uri_item["value"] = uri_item["value"].replace(database, f"127.0.0.1:{pg_port}")
         args = []
         for arg in pod.container["args"]:
-            arg = arg.replace("postgres.mlflow.svc.cluster.local:5432", f"127.0.0.1:{pg_port}")
             if arg.startswith("--artifacts-destination="):
                 arg = "--artifacts-destination=/mlartifacts"
             if arg.startswith("--port="):
