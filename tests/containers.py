@@ -375,6 +375,8 @@ def claim_folder(path: Path, fs_group: int = 10001) -> Path:
 def changed_outside_volumes(container: Container, pod: Pod) -> list[str]:
     """Paths `docker diff` reports outside the pod's volume mounts (nothing, on a read-only root)."""
     mounts = [mount["mountPath"] for mount in pod.container.get("volumeMounts", [])]
+    # Debian's /var/run is a symlink to /run: docker diff names a mount point under it by /run.
+    mounts += [m.replace("/var/run/", "/run/", 1) for m in mounts if m.startswith("/var/run/")]
     changed = []
     for line in docker("diff", container.name).stdout.splitlines():
         path = line.split(maxsplit=1)[1]
