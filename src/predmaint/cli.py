@@ -406,17 +406,23 @@ store_app = typer.Typer(help="Inspect and repair the sensor store.", no_args_is_
 app.add_typer(store_app, name="store")
 
 
-@store_app.command("stats")
-def store_stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Readings, machines, dead letters and time span of the store."""
+def _on_store(store: Path | None, action: Callable[[Path], Any]) -> tuple[Path, Any]:
+    """(the store's root, `action(root)`), a StoreError turned into the CLI's one-line error."""
     from predmaint.ingest.store import StoreError
-    from predmaint.ingest.store import store_stats as compute
 
     root = store or _settings().ingest.store
     try:
-        stats = compute(root)
+        return root, action(root)
     except StoreError as exc:
         raise CliError(str(exc)) from None
+
+
+@store_app.command("stats")
+def store_stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Readings, machines, dead letters and time span of the store."""
+    from predmaint.ingest.store import store_stats as compute
+
+    root, stats = _on_store(store, compute)
     if as_json:
         typer.echo(json.dumps(stats))
         return
@@ -433,13 +439,9 @@ def store_repair(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     Deletes nothing: quarantined files go to <store>/_state/quarantine/<UTC time>/. Run it when
     ingest, snapshot or stats say so, with no ingestion running.
     """
-    from predmaint.ingest.store import StoreError, repair
+    from predmaint.ingest.store import repair
 
-    root = store or _settings().ingest.store
-    try:
-        report = repair(root)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+    root, report = _on_store(store, repair)
     if as_json:
         typer.echo(json.dumps(report))
         return

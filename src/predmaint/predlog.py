@@ -97,11 +97,15 @@ class PredictionLog:
             self._start()
         with self._lock:
             self._buffer.extend(records)
-            excess = len(self._buffer) - self.max_buffered
-            if excess > 0:  # writes fall behind: keep memory bounded, count what is dropped
-                del self._buffer[:excess]
-                self.dropped += excess
-                self._dropped_unreported += excess
+            self._trim()  # writes fall behind: keep memory bounded, count what is dropped
+
+    def _trim(self) -> None:
+        """Drop the oldest buffered records beyond `max_buffered` (the caller holds the lock)."""
+        excess = len(self._buffer) - self.max_buffered
+        if excess > 0:
+            del self._buffer[:excess]
+            self.dropped += excess
+            self._dropped_unreported += excess
 
     def _start(self) -> None:
         # Runs once per process: after a fork the parent's thread and buffer are not ours.
@@ -133,24 +137,22 @@ class PredictionLog:
             except OSError as exc:  # the disk: keep the records for the next flush
                 with self._lock:
                     self._buffer = batch + self._buffer
-                    excess = len(self._buffer) - self.max_buffered
-                    if excess > 0:
-                        del self._buffer[:excess]
-                        self.dropped += excess
+                    self._trim()
                 self.failed += len(batch)
                 log.warning(
                     "prediction log: cannot write %d record(s) to %s: %s", len(batch), self.directory, exc
                 )
-                self._report(0, len(batch), max(excess, 0))
+                self._report(0, len(batch))
                 return 0
             except Exception:  # noqa: BLE001 - records no writer takes: retrying cannot help
                 self.failed += len(batch)
                 self.dropped += len(batch)
+                self._dropped_unreported += len(batch)
                 log.exception("prediction log: %d record(s) cannot be written; dropped", len(batch))
-                self._report(0, len(batch), len(batch))
+                self._report(0, len(batch))
                 return 0
             self.written += len(batch)
-            self._report(len(batch), 0, 0)
+            self._report(len(batch), 0)
             if self.retention_days is not None and time.monotonic() - self._pruned_at > 3600:
                 self._pruned_at = time.monotonic()
                 self.prune(datetime.now(UTC))
@@ -172,9 +174,10 @@ class PredictionLog:
             )
         return removed
 
-    def _report(self, written: int, failed: int, dropped: int) -> None:
+    def _report(self, written: int, failed: int) -> None:
+        """Tell `on_flush` what this flush did, with every drop since the last report."""
         with self._lock:
-            dropped, self._dropped_unreported = dropped + self._dropped_unreported, 0
+            dropped, self._dropped_unreported = self._dropped_unreported, 0
         if self.on_flush:
             self.on_flush(written, failed, dropped)
 

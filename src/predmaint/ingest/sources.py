@@ -183,6 +183,15 @@ class _PushSource:
             yield unit
 
 
+def _port(parts: Any, default: int | None = None) -> int | None:
+    """The URL's port, `default` when it names none, None when it is not a port."""
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return default if port is None else port
+
+
 # --- HTTP --------------------------------------------------------------------------------------
 JSON_LINES_TYPES = ("application/x-ndjson", "application/jsonl")
 BODY_TYPES = ("application/json", *JSON_LINES_TYPES)
@@ -219,10 +228,7 @@ class HttpSource(_PushSource):
 
         super().__init__()
         parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
+        port = _port(parts)
         if parts.scheme != "http" or not parts.hostname or port is None:
             raise SourceError(f"{url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8081")
         if token is None and not is_loopback(parts.hostname):
@@ -277,11 +283,14 @@ class HttpSource(_PushSource):
 
         self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         deadline = time.monotonic() + 2
-        channels = lambda: [c for c in list(self.server._map.values()) if getattr(c, "total_outbufs_len", 0)]  # noqa: E731
-        while channels() and time.monotonic() < deadline:
+        while self._unsent() and time.monotonic() < deadline:
             time.sleep(0.02)  # the loop thread is still writing answers out
         self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self._thread.join(5)
+
+    def _unsent(self) -> bool:
+        """True while some connection still has answer bytes to write."""
+        return any(getattr(c, "total_outbufs_len", 0) for c in list(self.server._map.values()))
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         """The WSGI application waitress serves."""
@@ -392,11 +401,8 @@ class MqttSource(_PushSource):
         super().__init__()
         parts = urlsplit(url)
         topic = parts.path.lstrip("/")
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not topic or port == -1:
+        port = _port(parts, default=0)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not topic or port is None:
             raise SourceError(f"{url}: expected mqtt://HOST:PORT/TOPIC, e.g. mqtt://127.0.0.1:1883/sensors")
         if parts.username is not None or parts.password is not None:
             raise SourceError(

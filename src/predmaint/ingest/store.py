@@ -196,19 +196,35 @@ def committed_files(root: Path, batch: int | None = None) -> list[Path]:
     return sorted(keep)
 
 
-def _read_checkpoint(root: Path) -> _Checkpoint:
+def _lock_writer(root: Path) -> Any:
+    """The open, exclusively locked `_state/writer.lock` of a store (held while writing it)."""
+    handle = open(root / STATE / "writer.lock", "a+")  # noqa: SIM115 - the caller holds it open
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreError(f"{root} is being written by another ingest process; stop it first") from None
+    return handle
+
+
+def _parse_checkpoint(root: Path) -> _Checkpoint:
+    """The checkpoint as written (batch 0 when absent); a StoreError when it cannot be parsed."""
     path = root / STATE / "checkpoint.json"
     if not path.exists():
-        checkpoint = _Checkpoint()
-    else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            checkpoint = _Checkpoint(int(data["batch"]), dict(data.get("positions", {})))
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            raise StoreError(
-                f"{path} is corrupt ({exc}); nothing was deleted: `predmaint store repair --store {root}` "
-                "rebuilds it from the files"
-            ) from None
+        return _Checkpoint()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _Checkpoint(int(data["batch"]), dict(data.get("positions", {})))
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise StoreError(
+            f"{path} is corrupt ({exc}); nothing was deleted: `predmaint store repair --store {root}` "
+            "rebuilds it from the files"
+        ) from None
+
+
+def _read_checkpoint(root: Path) -> _Checkpoint:
+    """The checkpoint, refused when the files show it is lost or older than they are."""
+    checkpoint = _parse_checkpoint(root)
     newest = newest_batch_on_disk(root)
     if newest > checkpoint.batch + 1:
         raise StoreError(
@@ -254,11 +270,7 @@ def repair(root: str | Path) -> dict[str, Any]:
     root = Path(root)
     if not (root / READINGS).is_dir():
         raise StoreError(f"{root} is not a predmaint store (no {READINGS}/ inside)")
-    with open(root / STATE / "writer.lock", "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(f"{root} is being written by an ingest process; stop it first") from None
+    with _lock_writer(root):
         batch = newest_batch_on_disk(root)  # before quarantine: batch numbers never go back
         stamp = _stamp()
         quarantined = []
@@ -266,14 +278,12 @@ def repair(root: str | Path) -> dict[str, Any]:
             for path in sorted(partition.iterdir()):
                 if _part_range(path) and (problem := _unreadable(path)):
                     quarantined.append({"file": str(_quarantine(root, path, stamp)), "reason": problem})
-        positions: dict[str, Any] = {}
         try:
-            data = json.loads((root / STATE / "checkpoint.json").read_text(encoding="utf-8"))
-            positions = dict(data.get("positions", {}))
-            batch = max(batch, int(data.get("batch", 0)))
-        except (OSError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
-            pass
-        checkpoint = {"batch": batch, "positions": positions}
+            old = _parse_checkpoint(root)
+        except (StoreError, OSError):
+            old = _Checkpoint()
+        batch = max(batch, old.batch)
+        checkpoint = {"batch": batch, "positions": old.positions}
         atomic_write(root / STATE / "checkpoint.json", json.dumps(checkpoint).encode())
     log.warning(
         "store %s repaired: checkpoint at batch %d, %d file(s) quarantined", root, batch, len(quarantined)
@@ -356,16 +366,9 @@ class ReadingStore:
             (self.root / STATE).mkdir(parents=True, exist_ok=True)
             (self.root / READINGS).mkdir(exist_ok=True)
             (self.root / DEAD_LETTER).mkdir(exist_ok=True)
-            self._lock_handle = open(self.root / STATE / "writer.lock", "a+")  # noqa: SIM115 - held open
         except OSError as exc:
             raise StoreError(f"cannot use {self.root} as a store: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_handle.close()
-            raise StoreError(
-                f"{self.root} is being written by another ingest process; stop it first"
-            ) from None
+        self._lock_handle = _lock_writer(self.root)
         try:
             self._checkpoint = _read_checkpoint(self.root)
             self._recover()
