@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from benchmarks import cluster, drift, images, ingest, serving, simulator
+from benchmarks import cluster, drift, images, ingest, serving, simulator, store_memory
 from benchmarks.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +19,7 @@ TARGET = ROOT / "docs" / "BENCHMARKS.md"
 BENCHMARKS = {
     "simulator": simulator,
     "ingest": ingest,
+    "store_memory": store_memory,
     "serving": serving,
     "drift": drift,
     "images": images,
@@ -27,9 +28,9 @@ BENCHMARKS = {
 HEADER = [
     "# Benchmarks",
     "",
-    "Written by `make bench` (`python -m benchmarks.run [simulator|ingest|serving|drift|images|cluster …]`);",
-    "rerun it to reproduce. Figures are wall-clock times on the machine named in each section; compare",
-    "ratios measured in the same run, not absolute numbers across machines.",
+    "Written by `make bench` (`python -m benchmarks.run [NAME …]`; names: simulator, ingest, store_memory,",
+    "serving, drift, images, cluster); rerun it to reproduce. Figures are wall-clock times on the machine",
+    "named in each section; compare ratios measured in the same run, not absolute numbers across machines.",
     "",
 ]
 
@@ -60,6 +61,7 @@ def main(names: list[str]) -> None:
     order = [
         "Fleet simulator",
         "Ingestion",
+        "Store memory",
         "Serving",
         "Drift detection",
         "Container images",

@@ -96,6 +96,21 @@ def test_file_ingestion_dead_letters_the_whole_corpus_and_keeps_the_good_reading
     assert all(path.read_bytes().isascii() for path in dead_files)
 
 
+def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path):
+    first, second = hostile.conflicting_pair()
+    source = tmp_path / "pair.jsonl"
+    source.write_text("".join(json.dumps(reading) + "\n" for reading in (first, first, second)))
+    with ReadingStore(tmp_path / "store") as store:
+        counts = run_ingest(FileSource(source), store, threading.Event())
+    assert (counts.accepted, counts.duplicates, counts.rejected) == (1, 1, 1)
+    (letter,) = iter_dead_letters(tmp_path / "store")
+    assert (
+        "conflicting duplicate" in letter["reason"]
+        and json.loads(letter["raw"])["torque_nm"] == second["torque_nm"]
+    )
+    assert read_store(tmp_path / "store")["torque_nm"].tolist() == [first["torque_nm"]]
+
+
 def test_file_ingestion_refuses_readings_from_the_future(tmp_path):
     source = tmp_path / "future.jsonl"
     source.write_text(json.dumps(hostile.future_reading()) + "\n" + GOOD_LINE.decode() + "\n")

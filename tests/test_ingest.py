@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from predmaint import schema
 from predmaint.datasets import to_json_lines
 from predmaint.ingest import store as store_module
-from predmaint.ingest.parse import explain, parse_items, split_payload
+from predmaint.ingest.parse import DeadLetter, explain, parse_items, row_json, split_payload, validate_frame
 from predmaint.ingest.runner import run_ingest
 from predmaint.ingest.sources import FileSource, SimulatorSource, SourceError, open_source
 from predmaint.ingest.store import (
@@ -23,6 +25,7 @@ from predmaint.ingest.store import (
     ReadingStore,
     StoreError,
     committed_files,
+    fingerprints,
     iter_dead_letters,
     read_store,
     store_stats,
@@ -201,16 +204,63 @@ def test_persistent_sink_errors_stop_ingestion_without_losing_the_position(
 
 
 def test_key_index_merges_without_forgetting(monkeypatch):
+    monkeypatch.setattr(KeyIndex, "RECENT_LIMIT", 2)
     index = KeyIndex()
-    ids = pd.Series(["a", "b", "a"])
-    keys = index.encode(ids, pd.Series([1, 1, 2]))
+    keys = index.encode(pd.Series(["a", "b", "a"]), pd.Series([1, 1, 2]))
     assert not index.contains(keys).any()
-    index.add(keys)
-    index._sorted = np.union1d(index._sorted, np.fromiter(index._recent, np.int64))  # force the merged layout
-    index._recent.clear()
-    more = index.encode(pd.Series(["a", "c"]), pd.Series([2, 0]))
-    assert index.contains(more).tolist() == [True, False]
-    assert len(index) == 3
+    index.add(keys, np.array([10, 20, 30], dtype=np.uint64))  # past the limit: merged into the large level
+    more = index.encode(pd.Series(["c"]), pd.Series([0]))
+    index.add(more, np.array([40], dtype=np.uint64))  # stays in the recent level
+    asked = index.encode(pd.Series(["a", "c", "b", "c"]), pd.Series([2, 0, 1, 1]))
+    found, prints = index.lookup(asked)
+    assert found.tolist() == [True, True, True, False] and prints.tolist() == [30, 40, 20, 0]
+    assert len(index) == 4 and index.nbytes == 4 * 16
+
+
+def test_a_reading_hashes_the_same_from_a_request_a_frame_and_the_disk(tmp_path, simulate_frame):
+    frame = simulate_frame(machines=3, steps=20, seed=4)
+    from_frame = validate_frame(frame, "sim").readings
+    from_json = parse_items([row_json(row).encode() for row in frame.to_dict("records")]).readings
+    arrow = schema.arrow_schema()
+
+    def prints(readings):
+        return fingerprints(pa.Table.from_pandas(readings, schema=arrow, preserve_index=False))
+
+    with ReadingStore(tmp_path / "store") as store:
+        store.commit(from_frame)
+    on_disk = pq.read_table(next((tmp_path / "store" / "readings").rglob("*.parquet")), schema=arrow)
+    assert (prints(from_frame) == prints(from_json)).all()
+    assert sorted(fingerprints(on_disk).tolist()) == sorted(prints(from_frame).tolist())
+    changed = from_json.assign(torque_nm=from_json["torque_nm"] + 1e-9)
+    assert (prints(changed) != prints(from_json)).all()
+    unlabelled = from_json.assign(machine_failure=pd.array([None] * len(from_json), "Int8"))
+    assert (prints(unlabelled) != prints(from_json)).all()
+
+
+def test_a_reading_that_reuses_a_stored_key_with_other_values_is_a_dead_letter(tmp_path, simulate_frame):
+    readings = validate_frame(simulate_frame(machines=2, steps=5, seed=2), "sim").readings
+    root = tmp_path / "store"
+    with ReadingStore(root) as store:
+        store.commit(readings)
+    changed = readings.iloc[:3].assign(torque_nm=readings["torque_nm"].iloc[:3] + 5)
+    with ReadingStore(root) as store:  # reopened: the fingerprints come back from the files
+        result = store.commit(pd.concat([readings.iloc[3:6], changed]))
+    assert (result.accepted, result.duplicates, result.rejected) == (0, 3, 3)
+    assert all("conflicting duplicate" in d.reason and "is stored" in d.reason for d in result.conflicts)
+    stored = read_store(root).sort_values(["machine_id", "seq"]).reset_index(drop=True)
+    expected = readings.sort_values(["machine_id", "seq"]).reset_index(drop=True)
+    assert np.allclose(stored["torque_nm"], expected["torque_nm"])  # the first values are kept
+    letters = list(iter_dead_letters(root))
+    assert [json.loads(letter["raw"])["torque_nm"] for letter in letters] == changed["torque_nm"].tolist()
+
+
+def test_a_conflict_inside_one_batch_keeps_the_first_and_dead_letters_the_other(tmp_path, simulate_frame):
+    readings = validate_frame(simulate_frame(machines=1, steps=3, seed=2), "sim").readings
+    other = readings.iloc[[0]].assign(rotational_speed_rpm=readings["rotational_speed_rpm"].iloc[0] + 1)
+    with ReadingStore(tmp_path / "store") as store:
+        result = store.commit(pd.concat([readings, readings.iloc[[1]], other]))
+    assert (result.accepted, result.duplicates, result.rejected) == (3, 1, 1)
+    assert "came earlier in this batch" in result.conflicts[0].reason
 
 
 def test_following_a_growing_file_then_stopping_cleanly(tmp_path, simulate_frame):
@@ -451,3 +501,38 @@ def test_keys_never_collide_and_the_index_refuses_past_its_machines(monkeypatch)
     index.encode(pd.Series(["C"]), pd.Series([1]))
     with pytest.raises(StoreError, match="more than 3 machines"):
         index.encode(pd.Series(["D"]), pd.Series([1]))
+
+
+def test_dead_letters_are_compacted_and_none_is_lost_or_doubled(tmp_path, monkeypatch):
+    root = tmp_path / "store"
+    letters = [DeadLetter(f'{{"bad": {i}}}', f"reason {i}", f"item {i}") for i in range(40)]
+    empty = parse_items([]).readings
+    monkeypatch.setattr(store_module, "DEAD_LETTER_FILE_BYTES", 2_000)
+    with ReadingStore(root, compact_after=3) as store:
+        for i, letter in enumerate(letters):
+            store.commit(empty, [letter])
+            if i == 9:
+                assert len(list((root / "dead_letter").iterdir())) < 5  # merged while running
+    files = sorted(p.name for p in (root / "dead_letter").iterdir())
+    assert 1 < len(files) < 10 and all(store_module._dead_range(root / "dead_letter" / f) for f in files)
+    assert [d["reason"] for d in iter_dead_letters(root)] == [f"reason {i}" for i in range(40)]
+    assert store_stats(root)["dead_letters"] == 40
+    with ReadingStore(root, compact_after=3) as store:
+        store.commit(empty, letters[:1])
+    assert len(list(iter_dead_letters(root))) == 41
+
+
+def test_a_crash_during_dead_letter_compaction_doubles_nothing(tmp_path):
+    root = tmp_path / "store"
+    empty = parse_items([]).readings
+    with ReadingStore(root, compact_after=100) as store:
+        for i in range(3):
+            store.commit(empty, [DeadLetter("{}", f"reason {i}")])
+        saved = {p.name: p.read_bytes() for p in (root / "dead_letter").iterdir()}
+    (merged,) = (root / "dead_letter").iterdir()
+    assert merged.name == "part-0000000001-0000000003.jsonl"
+    for name, data in saved.items():  # as if the process died after writing the merged file
+        (root / "dead_letter" / name).write_bytes(data)
+    assert [d["reason"] for d in iter_dead_letters(root)] == ["reason 0", "reason 1", "reason 2"]
+    ReadingStore(root).open().close()
+    assert [p.name for p in (root / "dead_letter").iterdir()] == [merged.name]

@@ -205,6 +205,19 @@ def test_every_hostile_payload_is_answered_and_kept_and_the_endpoint_stays_up(en
     assert len(read_store(root)) == 1
 
 
+def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint):
+    address, root = endpoint
+    first, second = hostile.conflicting_pair()
+    status, body = post(f"{address}/readings", json.dumps([first, first]).encode())
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 1), body
+    status, body = post(f"{address}/readings", json.dumps(second).encode())
+    assert (status, body["accepted"], body["duplicates"], body["rejected"]) == (200, 0, 0, 1), body
+    assert "conflicting duplicate" in body["errors"][0]["reason"]
+    assert read_store(root)["torque_nm"].tolist() == [first["torque_nm"]]
+    (letter,) = iter_dead_letters(root)
+    assert json.loads(letter["raw"])["torque_nm"] == second["torque_nm"]
+
+
 def test_with_a_token_only_authenticated_posts_are_stored(tmp_path):
     root = tmp_path / "store"
     good = json.dumps(hostile.GOOD).encode()

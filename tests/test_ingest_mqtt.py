@@ -266,6 +266,24 @@ def test_poison_messages_are_dead_lettered_and_acknowledged_once(broker, tmp_pat
     assert len(list(iter_dead_letters(root))) == letters, "a poison message was redelivered"
 
 
+def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path):
+    root = tmp_path / "store"
+    first, second = hostile.conflicting_pair()
+    ingestion = Ingestion(broker.port, root)
+    try:
+        publish(broker.port, [json.dumps(first).encode(), json.dumps(second).encode()])
+        ingestion.wait_for(1)
+        deadline = time.monotonic() + 30
+        while not list(iter_dead_letters(root)):
+            assert time.monotonic() < deadline, "the conflicting reading did not become a dead letter"
+            time.sleep(0.1)
+    finally:
+        ingestion.close()
+    (letter,) = iter_dead_letters(root)
+    assert "conflicting duplicate" in letter["reason"]
+    assert read_store(root)["torque_nm"].tolist() == [first["torque_nm"]]
+
+
 def test_each_store_has_its_own_random_install_id(tmp_path):
     first, second = install_id(tmp_path / "a"), install_id(tmp_path / "b")
     assert first != second and len(first) == 16

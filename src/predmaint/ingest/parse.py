@@ -229,7 +229,7 @@ def validate_frame(frame: pd.DataFrame, source: str, bounds: schema.TimeBounds |
     reasons = schema.check_frame(frame, bounds)
     bad = reasons != ""
     dead = [
-        DeadLetter(json.dumps(_jsonable(row), default=str), reason, f"{source}#{index}")
+        DeadLetter(row_json(row), reason, f"{source}#{index}")
         for (index, row), reason in zip(frame[bad].iterrows(), reasons[bad], strict=True)
     ]
     good = frame[~bad].reset_index(drop=True)
@@ -241,7 +241,8 @@ def validate_frame(frame: pd.DataFrame, source: str, bounds: schema.TimeBounds |
     return Parsed(good[list(schema.FIELD_NAMES)], dead)
 
 
-def _jsonable(row: pd.Series) -> dict[str, Any]:
+def row_json(row: pd.Series | dict[str, Any]) -> str:
+    """One table row as JSON text (timestamps in ISO form, NaN and infinities as strings)."""
     out = {}
     for key, value in row.items():
         if isinstance(value, pd.Timestamp):
@@ -250,5 +251,7 @@ def _jsonable(row: pd.Series) -> dict[str, Any]:
             value = value.item()
         if isinstance(value, float) and not math.isfinite(value):
             value = str(value)
+        elif value is pd.NA or value is pd.NaT:
+            value = None
         out[str(key)] = value
-    return out
+    return json.dumps(out, default=str)

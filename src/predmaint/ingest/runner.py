@@ -71,7 +71,9 @@ def run_ingest(
         except BaseException as exc:
             unit.done(None, exc)
             raise
-        unit.reply["errors"] = [{"position": d.position, "reason": d.reason} for d in parsed.dead_letters]
+        unit.reply["errors"] = [
+            {"position": d.position, "reason": d.reason} for d in (*parsed.dead_letters, *result.conflicts)
+        ]
         unit.done(result)
         counts.add(result)
         log.info(

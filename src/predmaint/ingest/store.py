@@ -4,6 +4,7 @@ Layout under the store directory:
 
     readings/date=YYYY-MM-DD/part-<first>-<last>.parquet   committed readings
     dead_letter/part-<batch>.jsonl                          rejected inputs with their reasons
+    dead_letter/part-<first>-<last>.jsonl                   the same, compacted
     _state/checkpoint.json                                  last committed batch, source positions
     _state/writer.lock                                      held by the one ingest process
 
@@ -14,6 +15,9 @@ of the one batch after it (a crash between its files and its checkpoint) are mov
 contains theirs are removed. Nothing else can be half-done, so `kill -9` at any moment followed
 by a restart loses nothing and duplicates nothing.
 
+A reading whose key is stored already is a duplicate when its values match (by fingerprint,
+`KeyIndex`) and a conflict, kept as a dead letter, when they do not: the stored one stays.
+
 Files of batches further ahead cannot come from a crash: the checkpoint was lost or restored
 from an older copy. Then the store refuses to open (and to be read) and deletes nothing;
 `repair()` (`predmaint store repair`) rebuilds the checkpoint from the files and quarantines
@@ -23,6 +27,7 @@ files that cannot be read.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -43,13 +48,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from predmaint import schema
-from predmaint.ingest.parse import DeadLetter
+from predmaint.ingest.parse import DeadLetter, row_json
 
 READINGS = "readings"
 DEAD_LETTER = "dead_letter"
 STATE = "_state"
 _PART = re.compile(r"^part-(\d{10})-(\d{10})\.parquet$")
-_DEAD = re.compile(r"^part-(\d{10})\.jsonl$")
+_DEAD = re.compile(r"^part-(\d{10})(?:-(\d{10}))?\.jsonl$")  # one batch, or a compacted range
+DEAD_LETTER_FILE_BYTES = 64 << 20  # compacted dead-letter files grow to about this size
 _SEQ_BITS = 40  # schema: seq < 2**40
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,8 @@ class CommitResult:
     accepted: int
     duplicates: int
     rejected: int
+    conflicts: tuple[DeadLetter, ...] = ()
+    """Readings whose key was stored (or came earlier in the batch) with other values; in `rejected`."""
 
 
 @dataclass
@@ -86,25 +94,32 @@ class Counts:
 
 
 class KeyIndex:
-    """The set of stored `(machine_id, seq)` keys, compact and fast to query in bulk.
+    """The stored `(machine_id, seq)` keys, each with a fingerprint of its reading's values.
 
-    Keys are packed into one int64 (machine code << 40 | seq). Most live in a sorted array,
-    queried by binary search; recent ones in a set, merged into the array now and then. Codes
-    are dense (0, 1, 2, … per machine) and seq < 2**40 (the contract), so two keys never share a
-    number; past MAX_MACHINES machines the index refuses rather than let codes overflow.
+    Keys are packed into one int64 (machine code << 40 | seq) and kept in sorted arrays beside
+    their 64-bit fingerprints: 16 bytes a reading, queried in bulk by binary search. New keys go
+    to a small sorted level first, merged into the large one every `RECENT_LIMIT` keys, so a
+    commit never copies the whole index. Codes are dense (0, 1, 2, … per machine) and seq < 2**40
+    (the contract), so two keys never share a number; past MAX_MACHINES machines the index
+    refuses rather than let codes overflow.
     """
 
     MAX_MACHINES = 1 << (63 - _SEQ_BITS)
+    RECENT_LIMIT = 1 << 16
 
     def __init__(self) -> None:
         """Start empty."""
         self._codes: dict[str, int] = {}
-        self._sorted = np.empty(0, dtype=np.int64)
-        self._recent: set[int] = set()
+        self._levels = [_sorted_keys(), _sorted_keys()]  # [large, recent]
 
     def __len__(self) -> int:
         """Number of keys."""
-        return len(self._sorted) + len(self._recent)
+        return sum(len(keys) for keys, _ in self._levels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the key and fingerprint arrays take (machine names not counted)."""
+        return sum(keys.nbytes + prints.nbytes for keys, prints in self._levels)
 
     def encode(self, machine_ids: pd.Series, seqs: pd.Series) -> np.ndarray:
         """Packed keys of a batch (new machines get new codes)."""
@@ -120,23 +135,68 @@ class KeyIndex:
             codes = machine_ids.map(self._codes)
         return (codes.to_numpy(np.int64) << _SEQ_BITS) | seqs.to_numpy(np.int64)
 
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which keys are stored, and the fingerprint stored with each (0 where none)."""
+        found = np.zeros(len(keys), dtype=bool)
+        prints = np.zeros(len(keys), dtype=np.uint64)
+        for stored, stored_prints in self._levels:
+            if len(stored):
+                at = np.searchsorted(stored, keys).clip(max=len(stored) - 1)
+                hit = stored[at] == keys
+                found |= hit
+                prints[hit] = stored_prints[at[hit]]
+        return found, prints
+
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """Which keys are already stored."""
-        found = np.zeros(len(keys), dtype=bool)
-        if len(self._sorted):
-            at = np.searchsorted(self._sorted, keys).clip(max=len(self._sorted) - 1)
-            found = self._sorted[at] == keys
-        if self._recent:
-            found |= np.fromiter((k in self._recent for k in keys.tolist()), bool, len(keys))
-        return found
+        return self.lookup(keys)[0]
 
-    def add(self, keys: np.ndarray) -> None:
-        """Remember keys as stored."""
-        self._recent.update(keys.tolist())
-        if len(self._recent) > 1_000_000:
-            merged = np.fromiter(self._recent, np.int64, len(self._recent))
-            self._sorted = np.union1d(self._sorted, merged)
-            self._recent.clear()
+    def add(self, keys: np.ndarray, prints: np.ndarray) -> None:
+        """Remember new keys (not stored yet, each once) with their readings' fingerprints."""
+        large, recent = self._levels
+        recent = _merge(recent, (keys, prints))
+        if len(recent[0]) > self.RECENT_LIMIT:
+            large, recent = _merge(large, recent), _sorted_keys()
+        self._levels = [large, recent]
+
+
+def _sorted_keys() -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
+
+
+def _merge(
+    into: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted keys and their fingerprints with `new` (in any order) inserted in place."""
+    order = np.argsort(new[0], kind="stable")
+    keys, prints = new[0][order], np.asarray(new[1], dtype=np.uint64)[order]
+    at = np.searchsorted(into[0], keys)
+    return np.insert(into[0], at, keys), np.insert(into[1], at, prints)
+
+
+_KEY_FIELDS = ("machine_id", "seq")
+_PRIME = np.uint64(1_099_511_628_211)
+
+
+def fingerprints(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash per reading of every contract field but its key, stable across processes.
+
+    `table` is in the store's Arrow schema, so a reading hashes the same whether it comes from a
+    request, a file, or a part read back from disk.
+    """
+    combined = np.zeros(len(table), dtype=np.uint64)
+    for spec in schema.FIELDS:
+        if spec.name in _KEY_FIELDS:
+            continue
+        column = table.column(spec.name)
+        if spec.kind in ("str", "category"):
+            values = np.asarray(column.to_pandas(), dtype=object)
+        elif spec.kind == "float":
+            values = pc.fill_null(pc.cast(column, pa.float64()), np.nan).to_numpy().view(np.uint64)
+        else:  # integers, flags and timestamps; -1 stands for a missing (optional) flag
+            values = pc.fill_null(pc.cast(column, pa.int64()), -1).to_numpy().view(np.uint64)
+        combined = combined * _PRIME ^ pd.util.hash_array(values, categorize=False)
+    return combined
 
 
 @dataclass
@@ -165,6 +225,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _conflict(reading: dict[str, Any], stored: bool) -> DeadLetter:
+    """The dead letter of a reading whose key is taken by one with different values (which stays)."""
+    where = "is stored" if stored else "came earlier in this batch"
+    machine, seq = schema.shown_name(reading["machine_id"]), reading["seq"]
+    reason = f"conflicting duplicate: machine {machine} seq {seq} {where} with other values; that one is kept"
+    return DeadLetter(row_json(reading), reason)
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
@@ -186,14 +254,41 @@ def committed_files(root: Path, batch: int | None = None) -> list[Path]:
         batch = _read_checkpoint(root).batch
     keep: list[Path] = []
     for partition in sorted((root / READINGS).glob("date=*")):
-        parts = [(p, r) for p in partition.iterdir() if (r := _part_range(p)) and r[1] <= batch]
-        for path, (first, last) in parts:
-            inside_another = any(
-                lo <= first and last <= hi and (lo, hi) != (first, last) for _, (lo, hi) in parts
-            )
-            if not inside_another:
-                keep.append(path)
+        keep += _outermost([(p, r) for p in partition.iterdir() if (r := _part_range(p)) and r[1] <= batch])
     return sorted(keep)
+
+
+def _outermost(parts: list[tuple[Path, tuple[int, int]]]) -> list[Path]:
+    """Files whose batch range no other file's range contains (the others are merged already)."""
+    return [
+        path
+        for path, (first, last) in parts
+        if not any(lo <= first and last <= hi and (lo, hi) != (first, last) for _, (lo, hi) in parts)
+    ]
+
+
+def _is_range(path: Path) -> bool:
+    found = _dead_range(path)
+    return found is not None and found[0] < found[1]
+
+
+def _dead_range(path: Path) -> tuple[int, int] | None:
+    match = _DEAD.match(path.name)
+    if not match:
+        return None
+    first = int(match.group(1))
+    return first, int(match.group(2) or first)
+
+
+def dead_letter_files(root: Path, batch: int | None = None) -> list[Path]:
+    """Dead-letter files of committed batches, oldest first (files merged into others left out)."""
+    if batch is None:
+        batch = _read_checkpoint(root).batch
+    folder = root / DEAD_LETTER
+    if not folder.is_dir():
+        return []
+    found = [(p, r) for p in folder.iterdir() if (r := _dead_range(p)) and r[1] <= batch]
+    return sorted(_outermost(found), key=_dead_range)
 
 
 def _lock_writer(root: Path) -> Any:
@@ -244,8 +339,8 @@ def newest_batch_on_disk(root: Path) -> int:
                 newest = max(newest, found[1])
     if (root / DEAD_LETTER).is_dir():
         for path in (root / DEAD_LETTER).iterdir():
-            if match := _DEAD.match(path.name):
-                newest = max(newest, int(match.group(1)))
+            if found := _dead_range(path):
+                newest = max(newest, found[1])
     return newest
 
 
@@ -338,11 +433,15 @@ def read_store(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
     try:
         table = open_dataset(root).to_table(columns=columns or list(schema.FIELD_NAMES))
     except (pa.ArrowException, OSError) as exc:
-        raise StoreError(
-            f"{root}: a reading file cannot be read ({str(exc)[:200]}); nothing was "
-            f"deleted: `predmaint store repair --store {root}` moves unreadable files to quarantine"
-        ) from None
+        raise _unreadable_store(root, exc) from None
     return table.to_pandas()
+
+
+def _unreadable_store(root: Path, exc: Exception) -> StoreError:
+    return StoreError(
+        f"{root}: a reading file cannot be read ({str(exc)[:200]}); nothing was "
+        f"deleted: `predmaint store repair --store {root}` moves unreadable files to quarantine"
+    )
 
 
 class ReadingStore:
@@ -372,13 +471,27 @@ class ReadingStore:
         try:
             self._checkpoint = _read_checkpoint(self.root)
             self._recover()
-            keys = read_store(self.root, ["machine_id", "seq"])
+            self._load_index()
         except BaseException:
             self._release()
             raise
-        if len(keys):
-            self.index.add(self.index.encode(keys["machine_id"], keys["seq"]))
         return self
+
+    def _load_index(self) -> None:
+        """Read every committed reading's key and fingerprint, one file slice at a time.
+
+        File by file, without read-ahead: the index grows by its 16 bytes a reading while the
+        slices in flight stay small (docs/BENCHMARKS.md, "Store memory").
+        """
+        columns, arrow = list(schema.FIELD_NAMES), schema.arrow_schema()
+        try:
+            for path in committed_files(self.root, self._checkpoint.batch):
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16, columns=columns):
+                    table = pa.Table.from_batches([batch]).cast(arrow)
+                    machines, seqs = table.column("machine_id").to_pandas(), table.column("seq").to_pandas()
+                    self.index.add(self.index.encode(machines, seqs), fingerprints(table))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+            raise _unreadable_store(self.root, exc) from None
 
     def _recover(self) -> None:
         """Undo the one batch a crash may have left after the checkpoint (moved aside, not deleted)."""
@@ -399,10 +512,13 @@ class ReadingStore:
                     path.unlink()  # merged into a compacted file already
             if not any(partition.iterdir()):
                 partition.rmdir()
+        keep_dead = set(dead_letter_files(self.root, batch))
         for path in (self.root / DEAD_LETTER).iterdir():
-            match = _DEAD.match(path.name)
-            if match and int(match.group(1)) > batch:
+            found = _dead_range(path)
+            if found and found[1] > batch:
                 _quarantine(self.root, path, stamp)
+            elif found and path not in keep_dead:
+                path.unlink()  # merged into a compacted file already
 
     def close(self) -> None:
         """Compact what this run wrote and release the lock."""
@@ -412,6 +528,7 @@ class ReadingStore:
             with store_commit_lock(self.root):
                 for partition in sorted(self._touched):
                     self._compact(partition, everything=True)
+                self._compact_dead_letters(everything=True)
         finally:
             self._release()
 
@@ -448,11 +565,22 @@ class ReadingStore:
 
         Safe to retry after an error: nothing counts until the checkpoint is written.
         """
-        dead = list(dead_letters)
         keys = self.index.encode(readings["machine_id"], readings["seq"])
-        repeated = pd.Series(keys).duplicated().to_numpy() | self.index.contains(keys)
-        new = readings[~repeated]
-        new_keys = keys[~repeated]
+        prints = fingerprints(
+            pa.Table.from_pandas(readings, schema=schema.arrow_schema(), preserve_index=False)
+        )
+        stored, stored_prints = self.index.lookup(keys)
+        repeated = pd.Series(keys).duplicated().to_numpy()
+        first_prints = pd.Series(prints).groupby(keys).transform("first").to_numpy(np.uint64)
+        conflict = (stored & (stored_prints != prints)) | (~stored & repeated & (first_prints != prints))
+        conflicts = tuple(
+            _conflict(row, bool(earlier))
+            for row, earlier in zip(readings[conflict].to_dict("records"), stored[conflict], strict=True)
+        )
+        dead = [*dead_letters, *conflicts]
+        fresh = ~stored & ~repeated
+        new = readings[fresh]
+        new_keys = keys[fresh]
         with store_commit_lock(self.root):
             batch = self._checkpoint.batch + 1
             partitions: list[Path] = []
@@ -472,14 +600,17 @@ class ReadingStore:
                 json.dumps({"batch": checkpoint.batch, "positions": checkpoint.positions}, indent=1).encode(),
             )
             self._checkpoint = checkpoint
-            self.index.add(new_keys)
-            for partition in partitions:
-                self._touched.add(partition)
-                try:  # the batch is committed; a failed merge is retried at the next one
+            self.index.add(new_keys, prints[fresh])
+            try:  # the batch is committed; a failed merge is retried at the next one
+                for partition in partitions:
+                    self._touched.add(partition)
                     self._compact(partition, everything=False)
-                except OSError as exc:
-                    log.warning("compaction of %s failed (%s); will retry", partition, exc)
-        return CommitResult(batch, len(new), int(repeated.sum()), len(dead))
+                if dead:
+                    self._compact_dead_letters(everything=False)
+            except OSError as exc:
+                log.warning("compaction after batch %d failed (%s); will retry", batch, exc)
+        duplicates = int(((stored | repeated) & ~conflict).sum())
+        return CommitResult(batch, len(new), duplicates, len(dead), conflicts)
 
     # --- compaction --------------------------------------------------------------------------
     def _compact(self, partition: Path, *, everything: bool) -> None:
@@ -498,18 +629,56 @@ class ReadingStore:
             path.unlink()
         _fsync_dir(partition)
 
+    def _compact_dead_letters(self, *, everything: bool) -> None:
+        """Merge dead-letter files: single batches every few, then small merged ones up to a size.
+
+        Trailing single-batch files go into one range file (`compact_after` of them, or any two
+        at close). Once `compact_after` range files are small (under DEAD_LETTER_FILE_BYTES /
+        compact_after), runs of them are merged up to DEAD_LETTER_FILE_BYTES, so a line is
+        rewritten a few times at most and a file that has grown is never rewritten. Sources are
+        removed only after the merged file is durable; a crash in between leaves them inside the
+        merged file's range, where readers skip them and the next open removes them.
+        """
+        files = dead_letter_files(self.root, self.batch)
+        trailing = itertools.takewhile(lambda path: not _is_range(path), reversed(files))
+        singles = list(trailing)[::-1]
+        if len(singles) >= (2 if everything else self.compact_after):
+            self._merge_dead(singles)
+            files = dead_letter_files(self.root, self.batch)
+        small = DEAD_LETTER_FILE_BYTES // self.compact_after
+        merged = [(p, size) for p in files if _is_range(p) and (size := p.stat().st_size) < small]
+        if len(merged) < self.compact_after:
+            return
+        run: list[Path] = []
+        total = 0
+        for path, size in merged:
+            if run and total + size > DEAD_LETTER_FILE_BYTES:
+                self._merge_dead(run)
+                run, total = [], 0
+            run.append(path)
+            total += size
+        self._merge_dead(run)
+
+    def _merge_dead(self, files: list[Path]) -> None:
+        if len(files) < 2:
+            return
+        first, last = _dead_range(files[0])[0], _dead_range(files[-1])[1]
+        data = b"".join(path.read_bytes() for path in files)
+        atomic_write(self.root / DEAD_LETTER / f"part-{first:010d}-{last:010d}.jsonl", data)
+        for path in files:
+            path.unlink()
+        _fsync_dir(self.root / DEAD_LETTER)
+
 
 def iter_dead_letters(root: str | Path, batch: int | None = None) -> Iterator[dict[str, Any]]:
     """Dead letters of committed batches, oldest first."""
     root = Path(root)
     if batch is None:
         batch = _read_checkpoint(root).batch
-    for path in sorted((root / DEAD_LETTER).glob("part-*.jsonl")):
-        match = _DEAD.match(path.name)
-        if match and int(match.group(1)) <= batch:
-            with open(path, encoding="utf-8") as handle:
-                for line in handle:
-                    yield json.loads(line)
+    for path in dead_letter_files(root, batch):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
 
 
 @contextmanager
