@@ -386,9 +386,9 @@ def test_credentials_come_from_existing_secrets() -> None:
     specs = everything.pod_specs()
     (drift,) = specs["CronJob/predmaint-drift-check"]["containers"]
     secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in drift["env"] if "valueFrom" in e}
-    assert secret_env["AWS_SECRET_ACCESS_KEY"] == {
+    assert secret_env["MLFLOW_TRACKING_PASSWORD"] == {
         "name": "predmaint-mlflow",
-        "key": "aws_secret_access_key",
+        "key": "mlflow_tracking_password",
         "optional": True,
     }
     snapshot = specs["CronJob/predmaint-snapshot"]
@@ -399,6 +399,59 @@ def test_credentials_come_from_existing_secrets() -> None:
     assert key_file == f"{mount['mountPath']}/service-account.json"
     assert everything.settings()["PREDMAINT_DATA__REMOTE"].startswith("gdrive://")
     assert snapshot["containers"][0]["command"] == ["predmaint", "snapshot"]
+
+
+TRACKING_KEYS = {
+    "MLFLOW_TRACKING_USERNAME": "mlflow_tracking_username",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow_tracking_password",
+}
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "aws_access_key_id", "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key"}
+OBJECT_STORE_KEY = re.compile(r"aws_\w*|mlflow_s3_endpoint_url", re.IGNORECASE)
+
+
+def _from_secret(container: dict[str, Any], secret: str) -> dict[str, str]:
+    """Variable -> key of every variable the container takes from the Secret `secret`."""
+    return {
+        env["name"]: env["valueFrom"]["secretKeyRef"]["key"]
+        for env in container.get("env", [])
+        if env.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == secret
+    }
+
+
+def test_only_the_snapshot_of_an_s3_remote_gets_object_store_keys(tmp_path: Path) -> None:
+    """MLflow proxies artifacts: its clients get the tracking credentials and never an S3 key."""
+    secret = "predmaint-mlflow"
+    values: dict[str, Any] = {
+        "mlflow": {"existingSecret": secret},
+        "ingest": {"enabled": True},
+        "snapshot": {"enabled": True},
+        "dvc": {"remote": "s3://dvc/store"},
+    }
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    specs = Rendered(path).pod_specs()
+    # Ingestion writes the store and talks to no MLflow: it gets no key at all.
+    readers = {
+        f"Deployment/{RELEASE}": TRACKING_KEYS,
+        f"CronJob/{RELEASE}-drift-check": TRACKING_KEYS,
+        f"Deployment/{RELEASE}-ingest": {},
+    }
+    for name, expected in readers.items():
+        for container in specs[name]["containers"]:
+            taken = _from_secret(container, secret)
+            names = [env["name"] for env in container.get("env", [])]
+            leaked = [key for key in taken.values() if OBJECT_STORE_KEY.fullmatch(key)]
+            leaked += [env for env in names if OBJECT_STORE_KEY.fullmatch(env)]
+            assert not leaked, f"{name}/{container['name']} gets object-store credentials {leaked}"
+            assert taken == expected, f"{name}/{container['name']}"
+    # DVC pushes to an s3:// remote with the AWS keys; nothing else of the Secret reaches it.
+    (snapshot,) = specs[f"CronJob/{RELEASE}-snapshot"]["containers"]
+    assert _from_secret(snapshot, secret) == S3_KEYS
+    for remote in ("/data/store/.dvc-remote", "gdrive://1AbCdEfGhIjKlMnOpQrStUvWxYz"):
+        values["dvc"]["remote"] = remote
+        path.write_text(yaml.safe_dump(values), encoding="utf-8")
+        (snapshot,) = Rendered(path).pod_specs()[f"CronJob/{RELEASE}-snapshot"]["containers"]
+        assert _from_secret(snapshot, secret) == {}, remote
 
 
 def test_settings_reach_the_training_pipeline(default: Rendered) -> None:
@@ -456,6 +509,58 @@ def test_ingest_from_mqtt_is_one_writer(default: Rendered) -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert not [s for s in mqtt.of_kind("Secret") if s["metadata"]["name"].endswith("-ingest-token")]
     assert not [d for d in default.of_kind("Deployment") if d["metadata"]["name"].endswith("-ingest")]
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    return policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def _egress_ports(policy: dict[str, Any]) -> set[tuple[int | str, str]]:
+    """(port, protocol) of every egress rule; each rule opens ports to any address."""
+    rules = policy["spec"]["egress"]
+    assert all("to" not in rule for rule in rules), rules
+    return {(port["port"], port["protocol"]) for rule in rules for port in rule["ports"]}
+
+
+DNS = {(53, "UDP"), (53, "TCP")}
+
+
+def test_ingestion_takes_readings_from_named_peers_and_reaches_only_the_broker(tmp_path: Path) -> None:
+    http = variant("everything-on")
+    policy = http.named("NetworkPolicy", f"{RELEASE}-ingest")
+    ingest = http.named("Deployment", f"{RELEASE}-ingest")["spec"]["template"]["metadata"]["labels"]
+    serving = http.named("Deployment", RELEASE)["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy, ingest) and not _selects(policy, serving)
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "ingest", "protocol": "TCP"}]
+    (container,) = http.pod_specs()[f"Deployment/{RELEASE}-ingest"]["containers"]
+    assert [port["name"] for port in container["ports"]] == ["ingest"]
+    # This release's pods, then networkPolicy.ingestFrom: pods labelled as ingestion clients.
+    release, *others = rule["from"]
+    assert release["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "predmaint",
+        "app.kubernetes.io/instance": RELEASE,
+    }
+    assert others == [{"podSelector": {"matchLabels": {"predmaint/ingest-client": "true"}}}]
+    assert _egress_ports(policy) == DNS  # no MLflow, no object store
+    # Over MQTT it is a client: no connection in, out only to DNS and the broker's port.
+    mqtt = variant("ingest-mqtt").named("NetworkPolicy", f"{RELEASE}-ingest")
+    assert "Ingress" in mqtt["spec"]["policyTypes"] and mqtt["spec"]["ingress"] == []
+    assert _egress_ports(mqtt) == DNS | {(1883, "TCP")}
+    # The prediction pods keep their own policy, and the switch turns both off.
+    assert _selects(http.named("NetworkPolicy", RELEASE), serving)
+    assert not _selects(http.named("NetworkPolicy", RELEASE), ingest)
+    path = tmp_path / "values.yaml"
+    values = {"ingest": {"enabled": True}, "networkPolicy": {"enabled": False}}
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    assert not Rendered(path).of_kind("NetworkPolicy")
+    extra = [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 8883, "protocol": "TCP"}]}]
+    values = {"ingest": {"enabled": True}, "networkPolicy": {"ingestFrom": [], "ingestExtraEgress": extra}}
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    policy = Rendered(path).named("NetworkPolicy", f"{RELEASE}-ingest")
+    assert [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]] == [release]
+    assert policy["spec"]["egress"][-1] == extra[0]
 
 
 def test_helm_test_calls_health(default: Rendered) -> None:

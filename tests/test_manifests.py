@@ -10,6 +10,8 @@ Dockerfiles, the chart and its values.
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 import shutil
 import subprocess
@@ -238,6 +240,187 @@ def test_kind_cluster_maps_ports_80_and_443_to_an_ingress_ready_node() -> None:
     mappings = {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]}
     assert {(80, 80), (443, 443)} <= mappings
     assert 'node-labels: "ingress-ready=true"' in "".join(node["kubeadmConfigPatches"])
+
+
+# NetworkPolicies of the mlflow namespace: who reaches which port, evaluated as the API defines it
+# (a pod selected by no Ingress policy accepts everything; policies add up; a peer with a
+# podSelector alone means the policy's namespace). Not enforced on the cluster of `make cluster`.
+
+# Pods outside the stack that could try to connect: (namespace, labels).
+OUTSIDERS = {
+    "predmaint serving (kubeflow)": (
+        "kubeflow",
+        {"app.kubernetes.io/name": "predmaint", "app.kubernetes.io/component": "serving"},
+    ),
+    "training run (kubeflow)": ("kubeflow", {"pipelines.kubeflow.org/v2_component": "true"}),
+    "ingress-nginx": (
+        "ingress-nginx",
+        {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
+    ),
+    "a pod in default": ("default", {"app": "debug"}),
+    "a stray pod in mlflow": ("mlflow", {"app": "debug"}),
+}
+KUBEFLOW = {"predmaint serving (kubeflow)", "training run (kubeflow)"}
+
+
+def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Whether a label selector matches LABELS; an empty or missing selector matches everything."""
+    selector = selector or {}
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        has = key in labels
+        if {
+            "In": not (has and labels[key] in values),
+            "NotIn": has and labels[key] in values,
+            "Exists": not has,
+            "DoesNotExist": has,
+        }[operator]:
+            return False
+    return True
+
+
+def _admits(peer: dict[str, Any], policy_namespace: str, namespace: str, labels: dict[str, str]) -> bool:
+    if "ipBlock" in peer:
+        return True  # an address range may hold any pod's address: count it as open
+    if "namespaceSelector" in peer:
+        in_namespace = _selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+    else:
+        in_namespace = namespace == policy_namespace
+    return in_namespace and _selects(peer.get("podSelector"), labels)
+
+
+def _opens(ports: list[dict[str, Any]] | None, number: int, name: str | None) -> bool:
+    if not ports:
+        return True
+    for port in ports:
+        value = port.get("port")
+        if port.get("protocol", "TCP") != "TCP":
+            continue
+        if value is None or value in (number, name):
+            return True
+        if isinstance(value, int) and value <= number <= port.get("endPort", value):
+            return True
+    return False
+
+
+def _reaches(
+    policies: list[dict[str, Any]], target: dict[str, Any], port: int, source: tuple[str, dict[str, str]]
+) -> bool:
+    """Whether SOURCE (namespace, labels) may open a TCP connection to PORT of the TARGET pod."""
+    namespace, labels = source
+    names = {p["containerPort"]: p.get("name") for c in target["containers"] for p in c.get("ports", [])}
+    isolating = [
+        policy
+        for policy in policies
+        if policy["metadata"]["namespace"] == target["namespace"]
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+        and _selects(policy["spec"]["podSelector"], target["labels"])
+    ]
+    if not isolating:
+        return True
+    return any(
+        _opens(rule.get("ports"), port, names.get(port))
+        and (
+            not rule.get("from")
+            or any(_admits(peer, policy["metadata"]["namespace"], namespace, labels) for peer in rule["from"])
+        )
+        for policy in isolating
+        for rule in policy["spec"].get("ingress") or []
+    )
+
+
+def _mlflow_pods(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Name -> namespace, pod labels and containers of every workload in namespace mlflow."""
+    pods = {}
+    for workload in workloads(resources):
+        if workload["metadata"]["namespace"] == "mlflow":
+            template = workload["spec"]["template"]
+            pods[workload["metadata"]["name"]] = {
+                "namespace": "mlflow",
+                "labels": template["metadata"]["labels"],
+                "containers": containers(workload),
+            }
+    return pods
+
+
+def who_reaches(resources: list[dict[str, Any]], target: str, port: int) -> set[str]:
+    """Names of the stack's pods and of OUTSIDERS that may connect to PORT of the pod TARGET."""
+    policies = [r for r in resources if r["kind"] == "NetworkPolicy"]
+    pods = _mlflow_pods(resources)
+    sources = {name: (pod["namespace"], pod["labels"]) for name, pod in pods.items()} | OUTSIDERS
+    return {name for name, source in sources.items() if _reaches(policies, pods[target], port, source)}
+
+
+def assert_mlflow_namespace_is_fenced(resources: list[dict[str, Any]]) -> None:
+    """Every pod in mlflow is isolated; each port is open to exactly the clients that need it."""
+    policies = [r for r in resources if r["kind"] == "NetworkPolicy"]
+    for name, pod in _mlflow_pods(resources).items():
+        assert any(
+            policy["metadata"]["namespace"] == "mlflow"
+            and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+            and _selects(policy["spec"]["podSelector"], pod["labels"])
+            for policy in policies
+        ), f"pod {name} in mlflow is selected by no Ingress NetworkPolicy: it accepts every connection"
+    through_ingress = {"ingress-nginx"} if [r for r in resources if r["kind"] == "Ingress"] else set()
+    expected = {
+        # The MLflow server alone holds the database password.
+        ("postgres", 5432): {"mlflow"},
+        # The chart's pods and the training runs; the ingress controller where an Ingress routes the UI.
+        ("mlflow", 5000): KUBEFLOW | through_ingress,
+        # Artifacts go through the MLflow server; the Job makes its bucket.
+        ("minio", 9000): {"mlflow", "minio-buckets"},
+        ("minio", 9001): set(),  # the console: kubectl port-forward only
+    }
+    for (target, port), clients in expected.items():
+        reach = who_reaches(resources, target, port)
+        assert reach == clients, f"{target}:{port} is open to {sorted(reach)}, not {sorted(clients)}"
+
+
+def test_the_mlflow_namespace_admits_only_the_clients_of_each_port(rendered) -> None:
+    directory, resources, _ = rendered
+    try:
+        assert_mlflow_namespace_is_fenced(resources)
+    except AssertionError as error:
+        raise AssertionError(f"manifests/{directory}: {error}") from None
+
+
+def test_the_fence_check_fails_without_each_policy_or_with_a_wider_one() -> None:
+    resources = render("overlays/kind")
+    names = [r["metadata"]["name"] for r in resources if r["kind"] == "NetworkPolicy"]
+    assert set(names) == {"default-deny-ingress", "mlflow", "mlflow-from-ingress", "postgres", "minio"}
+    for name in names:
+        without = [
+            r for r in resources if not (r["kind"] == "NetworkPolicy" and r["metadata"]["name"] == name)
+        ]
+        with pytest.raises(AssertionError):
+            assert_mlflow_namespace_is_fenced(without)
+    wider = copy.deepcopy(resources)
+    (postgres,) = [r for r in wider if r["kind"] == "NetworkPolicy" and r["metadata"]["name"] == "postgres"]
+    postgres["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}})
+    with pytest.raises(AssertionError, match="postgres:5432 is open to"):
+        assert_mlflow_namespace_is_fenced(wider)
+
+
+def test_a_dvc_remote_on_minio_opens_its_s3_port_to_kubeflow_alone(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    relative = Path(os.path.relpath(MANIFESTS, overlay))
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [str(relative / "overlays" / "kind")],
+        "components": [str(relative / "components" / "dvc-remote-on-minio")],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    resources = render(str(overlay))
+    validate(yaml.safe_dump_all(resources))
+    assert who_reaches(resources, "minio", 9000) == {"mlflow", "minio-buckets"} | KUBEFLOW
+    assert who_reaches(resources, "minio", 9001) == set()
+    assert who_reaches(resources, "postgres", 5432) == {"mlflow"}
+    for overlay_directory in OVERLAYS:  # opt-in: no overlay includes it
+        assert "dvc-remote-on-minio" not in (MANIFESTS / overlay_directory / "kustomization.yaml").read_text()
 
 
 # skaffold.yaml

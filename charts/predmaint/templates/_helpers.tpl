@@ -105,23 +105,39 @@ tolerations:
 {{- end }}
 
 {{/*
-Environment of every predmaint container: the settings ConfigMap, MLflow credentials from the
-existing Secret (each key optional), and HOME on the writable /tmp (git, DVC and MLflow write
-small files under HOME).
+Environment of every predmaint container: the settings ConfigMap, HOME on the writable /tmp (git,
+DVC and MLflow write small files under HOME), and only the keys of mlflow.existingSecret (each
+optional) that the container uses. Called with a dict:
+  context      the chart's root context
+  tracking     MLflow tracking credentials (the prediction service and the drift check)
+  objectStore  S3 access keys (the snapshot CronJob pushing to an s3:// DVC remote)
+The MLflow server proxies artifacts (--artifacts-destination), so no MLflow client here gets S3
+keys or MLFLOW_S3_ENDPOINT_URL; ingestion talks to no MLflow at all and gets neither.
 */}}
 {{- define "predmaint.env" -}}
+{{- $root := .context }}
+{{- $keys := dict }}
+{{- if .tracking }}
+{{- $_ := set $keys "mlflow_tracking_username" "MLFLOW_TRACKING_USERNAME" }}
+{{- $_ := set $keys "mlflow_tracking_password" "MLFLOW_TRACKING_PASSWORD" }}
+{{- end }}
+{{- if .objectStore }}
+{{- $_ := set $keys "aws_access_key_id" "AWS_ACCESS_KEY_ID" }}
+{{- $_ := set $keys "aws_secret_access_key" "AWS_SECRET_ACCESS_KEY" }}
+{{- end }}
 envFrom:
   - configMapRef:
-      name: {{ include "predmaint.fullname" . }}-settings
+      name: {{ include "predmaint.fullname" $root }}-settings
 env:
   - name: HOME
     value: /tmp
-  {{- with .Values.mlflow.existingSecret }}
-  {{- range $key, $env := dict "aws_access_key_id" "AWS_ACCESS_KEY_ID" "aws_secret_access_key" "AWS_SECRET_ACCESS_KEY" "mlflow_s3_endpoint_url" "MLFLOW_S3_ENDPOINT_URL" "mlflow_tracking_username" "MLFLOW_TRACKING_USERNAME" "mlflow_tracking_password" "MLFLOW_TRACKING_PASSWORD" }}
+  {{- with $root.Values.mlflow.existingSecret }}
+  {{- $secret := . }}
+  {{- range $key, $env := $keys }}
   - name: {{ $env }}
     valueFrom:
       secretKeyRef:
-        name: {{ $.Values.mlflow.existingSecret }}
+        name: {{ $secret }}
         key: {{ $key }}
         optional: true
   {{- end }}
