@@ -19,6 +19,7 @@ import msgspec
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from predmaint.auth import bearer_matches, read_token
 from serving import metrics
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "MODEL_VERSION": "local",
     "MODEL_INFO": {},
     "PREDICTION_LOG": None,  # a predmaint.predlog.PredictionLog, or None for no log
+    "TOKEN": None,  # the bearer token POST /predict and the page's form require, or None for open
 }
 
 
@@ -186,9 +188,20 @@ def parse_body(body: bytes, is_list: bool) -> Readings:
     return readings
 
 
+def unauthorized(message: str) -> Response:
+    """401 with the challenge that names the scheme."""
+    response = jsonify(error=message)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="predmaint"'
+    return response
+
+
 @api.post("/predict")
 def predict() -> Any:
     """Explained failure predictions for one reading or a list of readings."""
+    token = current_app.config["TOKEN"]
+    if token is not None and not bearer_matches(request.headers.get("Authorization"), token):
+        return unauthorized("send Authorization: Bearer <token> (serving.token_file)")
     readings = _readings_from_request()
     model = current_app.extensions["predmaint.models"].current
     if model is None:
@@ -237,7 +250,11 @@ def openapi() -> Any:
     from serving.openapi import openapi_document
 
     return jsonify(
-        openapi_document(current_app.config["MAX_BATCH"], current_app.config["MAX_CONTENT_LENGTH"])
+        openapi_document(
+            current_app.config["MAX_BATCH"],
+            current_app.config["MAX_CONTENT_LENGTH"],
+            token_required=current_app.config["TOKEN"] is not None,
+        )
     )
 
 
@@ -309,6 +326,7 @@ def create_app_from_settings(serving: Any) -> Flask:
         )
     return create_app(
         {
+            "TOKEN": read_token(serving.token_file, "serving.token_file") if serving.token_file else None,
             "MAX_BATCH": serving.max_batch,
             "MAX_CONTENT_LENGTH": serving.max_body_bytes,
             "EXPLAIN": serving.explain,

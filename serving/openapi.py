@@ -45,8 +45,8 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json("Error")}
 
 
-def openapi_document(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
-    """The API as OpenAPI 3.0.3, with the configured batch and body limits."""
+def openapi_document(max_batch: int, max_body_bytes: int, token_required: bool = False) -> dict[str, Any]:
+    """The API as OpenAPI 3.0.3, with the configured batch and body limits (and token, if any)."""
     prediction = {
         "type": "object",
         "required": ["machine_id", "seq", "failure_probability", "failure", "failure_modes", "model_version"],
@@ -82,6 +82,8 @@ def openapi_document(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
         "422": _error("A reading breaks the data contract; `field` names the offending field."),
         "503": _error("No model is loaded yet."),
     }
+    if token_required:
+        bad_request["401"] = _error("No `Authorization: Bearer <token>` header, or a wrong token.")
     plain_ok = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
     return {
         "openapi": "3.0.3",
@@ -118,6 +120,7 @@ def openapi_document(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
                     }
                     | bad_request,
                 }
+                | ({"security": [{"bearer": []}]} if token_required else {})
             },
             "/health": {
                 "get": {"summary": "The process is alive", "operationId": "health", "responses": plain_ok}
@@ -158,5 +161,6 @@ def openapi_document(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
                     "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
                 },
             }
-        },
+        }
+        | ({"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}} if token_required else {}),
     }

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 
 from predmaint import schema
+from predmaint.auth import secret_matches
 from serving.app import BadInput, parse_body, predict_and_log
 
 ui = Blueprint("ui", __name__)
@@ -79,9 +80,12 @@ def index() -> Any:
     values: dict[str, Any] = dict(example["reading"])
     answer = error = error_field = None
     status = 200
+    token = current_app.config["TOKEN"]
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k in schema.FIELD_NAMES}
         try:
+            if token is not None and not secret_matches(request.form.get("token"), token):
+                raise BadInput("the access token is missing or wrong", 401, "token")
             readings = parse_body(json.dumps(_form_reading(values), allow_nan=True).encode(), is_list=False)
             if model is None:
                 raise BadInput("no model is loaded yet; try again in a moment", 503)
@@ -100,6 +104,7 @@ def index() -> Any:
         error=error,
         error_field=error_field,
         mode_names=MODE_NAMES,
+        needs_token=token is not None,
     )
     return page, status
 

@@ -208,6 +208,27 @@ def test_serving_deployment(default: Rendered) -> None:
     assert not default.of_kind("HorizontalPodAutoscaler")
 
 
+def test_predict_can_require_a_token_from_a_secret(default: Rendered, tmp_path: Path) -> None:
+    (open_container,) = default.named("Deployment", RELEASE)["spec"]["template"]["spec"]["containers"]
+    assert "--token-file" not in open_container["command"]
+    assert not [s for s in default.of_kind("Secret") if s["metadata"]["name"].endswith("-predict-token")]
+    guarded = variant("everything-on")
+    spec = guarded.named("Deployment", RELEASE)["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    token_file = container["command"][container["command"].index("--token-file") + 1]
+    (mount,) = [m for m in container["volumeMounts"] if token_file.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert mount["readOnly"] is True and volume["secret"]["secretName"] == f"{RELEASE}-predict-token"
+    secret = guarded.named("Secret", f"{RELEASE}-predict-token")
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32  # random, never a default
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"serving": {"token": {"enabled": True, "existingSecret": "mine"}}}))
+    named = Rendered(values)
+    spec = named.named("Deployment", RELEASE)["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in spec["volumes"] if v["name"] == "predict-token"] == ["mine"]
+    assert not [s for s in named.of_kind("Secret") if s["metadata"]["name"].endswith("-predict-token")]
+
+
 def test_a_terminating_serving_pod_drains_before_gunicorn_stops(default: Rendered, tmp_path: Path) -> None:
     # tests/test_cluster.py deletes a pod and rolls an upgrade under load with no failed request.
     spec = default.named("Deployment", RELEASE)["spec"]["template"]["spec"]
@@ -374,9 +395,9 @@ def test_drift_check_submits_to_kfp_with_a_projected_token(default: Rendered) ->
 
 
 def test_chart_renders_no_secret_values(rendered: Rendered) -> None:
-    # The one Secret the chart makes holds a token it draws at random; none comes from values.
-    made = [s["metadata"]["name"] for s in rendered.of_kind("Secret")]
-    assert made in ([], [f"{RELEASE}-ingest-token"]), made
+    # The Secrets the chart makes hold tokens it draws at random; none comes from values.
+    made = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
+    assert made <= {f"{RELEASE}-ingest-token", f"{RELEASE}-predict-token"}, made
     for key, value in rendered.settings().items():
         assert not re.search(r"password|secret_access|token", key, re.IGNORECASE), (key, value)
 

@@ -197,3 +197,17 @@ def test_compare_puts_the_fleet_beside_the_real_file(tmp_path):
     assert "vs the AI4I 2020 file" in result.stdout
     assert "rate_machine_failure" in result.stdout
     assert len(read_readings(tmp_path / ".predmaint" / "compare" / "readings.parquet")) == 1000
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such file"), ("short", "at least"), ("has a blank in it 0123456789", "printable ASCII")],
+)
+def test_serve_refuses_a_bad_token_file_before_starting(tmp_path, content, message):
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    result = run("serve", "--port", "1", "--token-file", str(path))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    if content is not None:
+        assert content not in result.stderr  # the reason, never the secret

@@ -6,7 +6,8 @@ rebuilt here from Go modules or Debian packages, cluster/images.sh):
 - the MLflow stack of manifests/ comes up with `kubectl apply -k manifests/overlays/local`;
 - the chart installs with `helm install` into a namespace that enforces the restricted Pod
   Security Standard, and `helm test` passes;
-- a champion registered through a port-forward to the in-cluster MLflow answers /predict through
+- a champion registered through a port-forward to the in-cluster MLflow answers /predict, with the
+  bearer token of serving.token (401 without it), through
   the ingress from 127.0.0.1;
 - a promotion, a `helm upgrade` to a new image and a deleted serving pod, each while requests
   flow through the ingress, lose none;
@@ -20,6 +21,7 @@ rebuilt here from Go modules or Debian packages, cluster/images.sh):
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import secrets
@@ -72,7 +74,7 @@ STANDIN = REPO / "tests" / "kfp_standin.py"
 VALUES = {
     "ingress": {"annotations": {"nginx.ingress.kubernetes.io/service-upstream": "true"}},
     "mlflow": {"modelName": MODEL},
-    "serving": {"pollSeconds": 2, "workers": 2},
+    "serving": {"pollSeconds": 2, "workers": 2, "token": {"enabled": True}},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
     "training": {"trials": 1},
     "ingest": {"enabled": True, "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
@@ -325,10 +327,18 @@ def champion(installed):
     return {"promote": register_and_promote, "first": first}
 
 
+@functools.cache
+def _token(secret: str) -> str:
+    """The bearer token the chart drew at random into a Secret (kept across upgrades)."""
+    found = kubectl("-n", NAMESPACE, "get", "secret", secret, "-o", "jsonpath={.data.token}")
+    return base64.b64decode(found.stdout).decode()
+
+
 def _predict() -> tuple[int, str | None]:
     """One /predict through the ingress: (status, model version), status 0 for a failed connection."""
     try:
-        status, body = _post(f"{INGRESS}/predict", json.dumps(READING).encode(), timeout=10)
+        token = _token(f"{RELEASE}-predict-token")
+        status, body = _post(f"{INGRESS}/predict", json.dumps(READING).encode(), timeout=10, token=token)
     except OSError:
         return 0, None
     try:
@@ -351,6 +361,9 @@ def test_predict_answers_through_the_ingress(champion):
         lambda: (lambda a: a if a[0] == 200 else None)(_predict()), 180, "/predict through the ingress"
     )
     assert answered == (200, champion["first"])
+    for token in (None, _token(f"{RELEASE}-predict-token")[::-1]):  # serving.token.enabled
+        status, body = _post(f"{INGRESS}/predict", json.dumps(READING).encode(), token=token)
+        assert status == 401, body
     status, body = _get(f"{INGRESS}/metrics")
     assert status == 404, "the ingress must not route /metrics"
 
@@ -489,10 +502,7 @@ def _stored() -> int:
 
 def test_the_ingestion_deployment_takes_readings_through_its_service_over_http(installed):
     url = f"http://{cluster_ip(NAMESPACE, f'{RELEASE}-ingest')}:8081/readings"
-    secret = kubectl(
-        "-n", NAMESPACE, "get", "secret", f"{RELEASE}-ingest-token", "-o", "jsonpath={.data.token}"
-    )
-    token = base64.b64decode(secret.stdout).decode()
+    token = _token(f"{RELEASE}-ingest-token")
     lines = _readings(**FLEET)
     status, body = _post(url, lines[0])
     assert status == 401, body  # nobody writes training data without the token
@@ -574,7 +584,8 @@ def test_the_drift_cronjob_logs_json_and_submits_exactly_one_run(installed, cham
     window = _readings(**{**FLEET, "steps": 100, "seed": 8}, scenario=Scenario.sensor_bias, onset=0)
     wait_for(_serving_ready, 240, "the serving pods ready with the champion")
     for start in range(0, len(window), 100):
-        status, body = _post(f"{INGRESS}/predict", b"[" + b",".join(window[start : start + 100]) + b"]")
+        batch = b"[" + b",".join(window[start : start + 100]) + b"]"
+        status, body = _post(f"{INGRESS}/predict", batch, token=_token(f"{RELEASE}-predict-token"))
         assert status == 200, body
     first = json.loads(_job_from_cronjob(f"{RELEASE}-drift-check", "drift-now").strip().splitlines()[-1])
     assert first["retrain"] and first["triggered_run"], first

@@ -271,3 +271,70 @@ def test_a_flush_prunes_past_retention(tmp_path):
     log.append([{"logged_at": predlog.now_iso(), "machine_id": "M1", "seq": 2}])
     assert log.flush() == 2
     assert predlog.read_predictions(tmp_path / "log")["seq"].tolist() == [2]
+
+
+TOKEN = "predict-token-0123456789abcdef"
+
+
+@pytest.fixture
+def guarded(served_bundle):
+    return create_app({"BUNDLE": served_bundle, "MODEL_VERSION": "7", "TOKEN": TOKEN}).test_client()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer wrong-token-0123456789",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+    ],
+)
+def test_with_a_token_predict_refuses_a_missing_or_wrong_one(guarded, header):
+    headers = {"Authorization": header} if header is not None else {}
+    answer = guarded.post("/predict", json=GOOD, headers=headers)
+    assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert TOKEN not in answer.get_data(as_text=True)
+
+
+def test_with_a_token_predict_answers_the_right_one_and_probes_stay_open(guarded):
+    answer = guarded.post("/predict", json=GOOD, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (
+        answer.status_code == 200 and answer.get_json()["predictions"][0]["machine_id"] == GOOD["machine_id"]
+    )
+    assert guarded.get("/health").status_code == 200 and guarded.get("/ready").status_code == 200
+    document = guarded.get("/openapi.json").get_json()
+    assert document["paths"]["/predict"]["post"]["security"] == [{"bearer": []}]
+    assert "401" in document["paths"]["/predict"]["post"]["responses"]
+
+
+def test_with_a_token_the_page_form_scores_only_with_it(guarded):
+    page = guarded.get("/").get_data(as_text=True)
+    assert 'name="token"' in page and 'type="password"' in page
+    form = {name: str(value) for name, value in GOOD.items()}
+    refused = guarded.post("/", data=form)
+    assert refused.status_code == 401 and "access token is missing or wrong" in refused.get_data(as_text=True)
+    assert guarded.post("/", data=form | {"token": "wrong"}).status_code == 401
+    scored = guarded.post("/", data=form | {"token": TOKEN})
+    assert scored.status_code == 200 and 'id="verdict"' in scored.get_data(as_text=True)
+
+
+def test_without_a_token_the_service_stays_open(app):
+    assert app.test_client().post("/predict", json=GOOD).status_code == 200
+    assert 'name="token"' not in app.test_client().get("/").get_data(as_text=True)
+
+
+def test_the_token_file_setting_guards_predict(tmp_path, monkeypatch, served_bundle):
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    monkeypatch.setenv(
+        "PREDMAINT_SERVING__TOKEN_FILE", str(path)
+    )  # as `predmaint serve --token-file` sets it
+    client = create_app_from_settings(load_settings(serving={"prediction_log": None}).serving)
+    client.extensions["predmaint.models"].swap(LoadedModel(served_bundle, "1", {}))
+    assert client.test_client().post("/predict", json=GOOD).status_code == 401
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.test_client().post("/predict", json=GOOD, headers=headers).status_code == 200

@@ -54,7 +54,12 @@ def bearer_matches(header: str | None, token: str) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), token.encode())
+    return secret_matches(given.strip(), token)
+
+
+def secret_matches(given: str | None, token: str) -> bool:
+    """True when `given` is exactly `token`, compared in constant time (None never matches)."""
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
 
 
 def is_loopback(host: str) -> bool:

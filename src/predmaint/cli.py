@@ -790,6 +790,14 @@ def serve(
             "--poll", help="Seconds between checks of the champion alias. [params: serving.poll_seconds]"
         ),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File with the bearer token POST /predict (and the page's form) then requires. "
+            "[params: serving.token_file]",
+        ),
+    ] = None,
 ) -> None:
     """Serve POST /predict, /metrics and the shop-floor page with gunicorn, following the champion.
 
@@ -801,8 +809,13 @@ def serve(
 
     if poll is not None and not poll > 0:
         raise CliError(f"--poll must be a positive number of seconds, got {poll}", 2)
+    from predmaint.auth import read_token
+
     settings = _settings().serving
     host, port = host or settings.host, port or settings.port
+    token_file = token_file or settings.token_file
+    if token_file is not None:
+        _secret(read_token, token_file, "--token-file")  # refused here, not in every worker
     workers = workers or settings.workers
     metrics_dir = Path(tempfile.gettempdir()) / f"predmaint-metrics-{port}"
     shutil.rmtree(metrics_dir, ignore_errors=True)  # counters start at zero with each service
@@ -810,6 +823,8 @@ def serve(
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     if poll is not None:
         env["PREDMAINT_SERVING__POLL_SECONDS"] = str(poll)
+    if token_file is not None:
+        env["PREDMAINT_SERVING__TOKEN_FILE"] = str(token_file.resolve())
     gunicorn = Path(sys.executable).with_name("gunicorn")
     command = [
         str(gunicorn),
@@ -821,7 +836,10 @@ def serve(
         "python:serving.gunicorn_conf",
         "serving.wsgi:app",
     ]
-    err.print(f"serving on http://{host}:{port}/ (POST /predict) with {workers} worker(s); Ctrl-C to stop")
+    guarded = ", bearer token required" if token_file is not None else ""
+    err.print(
+        f"serving on http://{host}:{port}/ (POST /predict{guarded}) with {workers} worker(s); Ctrl-C to stop"
+    )
     os.execve(command[0], command, env)
 
 

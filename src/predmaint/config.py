@@ -168,6 +168,10 @@ class ServingSettings(_Section):
     prediction_log_flush_seconds: float = Field(
         2.0, gt=0, description="Longest a prediction waits in memory before it is written."
     )
+    token_file: Path | None = Field(
+        None,
+        description="File with the bearer token POST /predict and the page's form require (null: open).",
+    )
     prediction_log_retention_days: int | None = Field(
         30,
         ge=1,

@@ -170,6 +170,32 @@ The /tmp emptyDir volume of every pod (the root filesystem is read-only).
 {{- end }}
 
 {{/*
+The Secret (key `token`) with the bearer token of POST /predict: serving.token.existingSecret, or
+the one the chart makes.
+*/}}
+{{- define "predmaint.predictTokenSecret" -}}
+{{- .Values.serving.token.existingSecret | default (printf "%s-predict-token" (include "predmaint.fullname" .)) -}}
+{{- end }}
+
+{{/*
+A Secret with a random bearer token (key `token`), kept across upgrades: called with the chart's
+context, the Secret's name and its component label.
+*/}}
+{{- define "predmaint.randomTokenSecret" -}}
+{{- $existing := lookup "v1" "Secret" .context.Release.Namespace .name }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "predmaint.labels" .context | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+type: Opaque
+data:
+  token: {{ if $existing }}{{ index $existing.data "token" }}{{ else }}{{ randAlphaNum 48 | b64enc }}{{ end }}
+{{- end }}
+
+{{/*
 The Secret (key `token`) with the bearer token of HTTP ingestion: ingest.http.tokenSecret, or the
 one the chart makes.
 */}}
