@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: help install demo test test-fast lint format bench lock clean distclean system-deps k8s-tools
+.PHONY: help install demo test test-fast lint format bench reliability lock clean distclean system-deps k8s-tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -118,6 +118,11 @@ format: install ## Apply ruff's fixes and formatting
 bench: install system-deps ## Run the benchmarks (BENCH="serving" for one) and rewrite docs/BENCHMARKS.md
 	docker/engine.sh start
 	trap 'docker/engine.sh stop' EXIT; $(BIN)/python -m benchmarks.run $(BENCH)
+
+# The tests marked `reliability` (faults and hostile input at every boundary) run on real parts;
+# their results become the table of docs/RELIABILITY.md. They need Mosquitto, not the engine.
+reliability: install system-deps k8s-tools kfp-spec ## Run the fault and hostile-input tests and rewrite docs/RELIABILITY.md
+	$(BIN)/python tests/reliability.py $(PYTEST_ARGS)
 
 lock: $(UV) ## Re-resolve uv.lock after changing dependencies in pyproject.toml
 	$(UV) lock --python $(PYTHON)

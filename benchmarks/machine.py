@@ -20,9 +20,8 @@ def describe_machine() -> str:
     except OSError:
         pass
     try:
-        memory_kb = int(
-            next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1]
-        )
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            memory_kb = int(next(line for line in handle if line.startswith("MemTotal")).split()[1])
         memory = f"{memory_kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         memory = "unknown memory"

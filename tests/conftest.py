@@ -11,6 +11,8 @@ import pytest
 from predmaint.datasets import load_ai4i
 from predmaint.simulator import SimulationSpec, simulate
 
+pytest_plugins = ["reliability"]  # the rows of docs/RELIABILITY.md (tests/reliability.py)
+
 
 def _simulate_frame(**kwargs) -> pd.DataFrame:
     return pd.concat(simulate(SimulationSpec(**kwargs)), ignore_index=True)

@@ -83,20 +83,30 @@ def test_the_clock_skew_is_configurable():
     assert at_boundary.problem(datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
 
 
-def test_file_ingestion_dead_letters_the_whole_corpus_and_keeps_the_good_reading(tmp_path):
+@pytest.mark.reliability(
+    "files",
+    "the hostile corpus (tests/hostile.py) in one file",
+    "each a dead letter with a reason; the good reading stored",
+)
+def test_file_ingestion_dead_letters_the_whole_corpus_and_keeps_the_good_reading(tmp_path, record_property):
     source = tmp_path / "hostile.jsonl"
     source.write_bytes(hostile.lines() + GOOD_LINE + b"\n")
     with ReadingStore(tmp_path / "store") as store:
         counts = run_ingest(FileSource(source), store, threading.Event())
+    stored = read_store(tmp_path / "store")["machine_id"].tolist()
+    record_property("readings_lost", 1 - stored.count(hostile.GOOD["machine_id"]))
     assert (counts.accepted, counts.rejected) == (1, len(hostile.PAYLOADS))
-    assert read_store(tmp_path / "store")["machine_id"].tolist() == [hostile.GOOD["machine_id"]]
+    assert stored == [hostile.GOOD["machine_id"]]
     letters = list(iter_dead_letters(tmp_path / "store"))
     assert len(letters) == len(hostile.PAYLOADS) and all(letter["reason"] for letter in letters)
     dead_files = (tmp_path / "store" / "dead_letter").glob("*.jsonl")
     assert all(path.read_bytes().isascii() for path in dead_files)
 
 
-def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path):
+@pytest.mark.reliability(
+    "files", "a conflicting duplicate (same key, other values)", "dead letter; the stored reading kept"
+)
+def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path, record_property):
     first, second = hostile.conflicting_pair()
     source = tmp_path / "pair.jsonl"
     source.write_text("".join(json.dumps(reading) + "\n" for reading in (first, first, second)))
@@ -108,9 +118,12 @@ def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path):
         "conflicting duplicate" in letter["reason"]
         and json.loads(letter["raw"])["torque_nm"] == second["torque_nm"]
     )
-    assert read_store(tmp_path / "store")["torque_nm"].tolist() == [first["torque_nm"]]
+    stored = read_store(tmp_path / "store")["torque_nm"].tolist()
+    record_property("readings_lost", 1 - stored.count(first["torque_nm"]))
+    assert stored == [first["torque_nm"]]
 
 
+@pytest.mark.reliability("files", "a timestamp beyond the allowed clock skew", "dead letter")
 def test_file_ingestion_refuses_readings_from_the_future(tmp_path):
     source = tmp_path / "future.jsonl"
     source.write_text(json.dumps(hostile.future_reading()) + "\n" + GOOD_LINE.decode() + "\n")
@@ -127,8 +140,14 @@ def client(served_bundle):
     return app.test_client()
 
 
+@pytest.mark.reliability(
+    "/predict", "the hostile corpus, one payload per request", "4xx; the next good reading answered"
+)
 @pytest.mark.parametrize("name", PREDICT_NAMES, ids=[hostile.describe(n) for n in PREDICT_NAMES])
-def test_predict_answers_every_hostile_payload_with_a_4xx_and_then_a_good_reading(client, name):
+def test_predict_answers_every_hostile_payload_with_a_4xx_and_then_a_good_reading(
+    client, name, record_property
+):
+    record_property("case", name)
     payload = hostile.PAYLOADS[name]
     answer = client.post("/predict", data=payload, content_type="application/json")
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.get_data()[:300])
@@ -145,6 +164,7 @@ def test_predict_scores_readings_whose_time_only_ingestion_refuses(client, name)
     assert _reasons(hostile.PAYLOADS[name]), "ingestion must still refuse it"
 
 
+@pytest.mark.reliability("/predict", "the hostile corpus in one list", "4xx naming the reading")
 def test_predict_refuses_the_corpus_in_one_list(client):
     payloads = [hostile.PAYLOADS[name] for name in PREDICT_NAMES]
     items = [payload for payload in payloads if split_payload(b"[" + payload + b"]")]

@@ -64,6 +64,9 @@ def ingest_file(path: Path, root: Path, batch_size: int = 50_000):
         return run_ingest(FileSource(path, batch_size=batch_size), store, threading.Event())
 
 
+@pytest.mark.reliability(
+    "files", "garbage lines and resent readings mixed into 50,000", "dead letters and dropped duplicates"
+)
 def test_done_when_50000_readings_with_garbage_and_duplicates(tmp_path, simulate_frame):
     frame = simulate_frame(machines=25, steps=2000, seed=3)
     source = tmp_path / "noisy.jsonl"
@@ -158,6 +161,7 @@ def test_a_file_is_not_a_store(tmp_path):
         store_stats(tmp_path)
 
 
+@pytest.mark.reliability("the store", "a corrupt checkpoint", "refused with a message")
 def test_corrupt_checkpoint_is_named(tmp_path):
     root = tmp_path / "store"
     (root / "_state").mkdir(parents=True)
@@ -166,6 +170,7 @@ def test_corrupt_checkpoint_is_named(tmp_path):
         ReadingStore(root).open()
 
 
+@pytest.mark.reliability("the store", "write errors during commits", "retried with backoff; stored once")
 def test_sink_errors_are_retried_with_backoff(tmp_path, simulate_frame, monkeypatch):
     frame = simulate_frame(machines=2, steps=50, seed=1)
     source = tmp_path / "in.jsonl"
@@ -421,9 +426,14 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (root / "readings").rglob("part-*"))
 
 
+@pytest.mark.reliability(
+    "the store",
+    "a lost, older or corrupt checkpoint",
+    "refused, nothing deleted; repair restores every reading",
+)
 @pytest.mark.parametrize("loss", ["missing", "older", "corrupt"])
 def test_a_lost_or_older_checkpoint_deletes_nothing_and_repair_brings_everything_back(
-    tmp_path, simulate_frame, loss
+    tmp_path, simulate_frame, loss, record_property
 ):
     from predmaint.ingest.store import repair
 
@@ -442,11 +452,16 @@ def test_a_lost_or_older_checkpoint_deletes_nothing_and_repair_brings_everything
     assert _files(root) == before, "a file was deleted"
     report = repair(root)
     assert report["batch"] == 3 and report["quarantined"] == []
-    pd.testing.assert_frame_equal(canonical(read_store(root)), canonical(frame), check_dtype=False)
+    stored = read_store(root)
+    record_property("readings_lost", len(frame) - len(stored.merge(frame[["machine_id", "seq"]])))
+    pd.testing.assert_frame_equal(canonical(stored), canonical(frame), check_dtype=False)
     with ReadingStore(root) as store:  # and ingestion goes on
         assert store.batch == 3 and len(store.index) == len(frame)
 
 
+@pytest.mark.reliability(
+    "the store", "a corrupt part file", "named; repair moves it to quarantine, bytes kept"
+)
 def test_a_corrupt_part_is_named_then_quarantined_by_repair(tmp_path, simulate_frame):
     from predmaint.ingest.store import repair
 
@@ -522,6 +537,9 @@ def test_dead_letters_are_compacted_and_none_is_lost_or_doubled(tmp_path, monkey
     assert len(list(iter_dead_letters(root))) == 41
 
 
+@pytest.mark.reliability(
+    "the store", "a crash during dead-letter compaction", "survived; no dead letter doubled"
+)
 def test_a_crash_during_dead_letter_compaction_doubles_nothing(tmp_path):
     root = tmp_path / "store"
     empty = parse_items([]).readings

@@ -51,8 +51,11 @@ def ingest(source: Path, store: Path, *extra: str) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.reliability(
+    "the store", "SIGKILL at 10 random moments of a run", "survived; the store equals one clean run"
+)
 @pytest.mark.slow
-def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(tmp_path, noisy_source):
+def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(tmp_path, noisy_source, record_property):
     source, frame = noisy_source
     clean = ingest(source, tmp_path / "clean", "--batch-size", "300")
     assert clean.returncode == 0, clean.stderr
@@ -86,11 +89,50 @@ def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(tmp_path, no
     # The kills landed at different points of the run, not all before it started or after it ended.
     assert len(set(seen_batches)) >= 3, seen_batches
 
+    keys = [
+        set(zip(s["machine_id"], s["seq"], strict=True))
+        for s in map(read_store, (tmp_path / "clean", crashed))
+    ]
+    record_property("readings_lost", len(keys[0] - keys[1]))
     pd.testing.assert_frame_equal(canonical(read_store(crashed)), canonical(read_store(tmp_path / "clean")))
     pd.testing.assert_frame_equal(canonical(read_store(crashed)), canonical(frame), check_dtype=False)
     letters = Counter(json.dumps(d, sort_keys=True) for d in iter_dead_letters(crashed))
     assert letters == Counter(json.dumps(d, sort_keys=True) for d in iter_dead_letters(tmp_path / "clean"))
     assert sum(letters.values()) == 400
+
+
+@pytest.mark.reliability(
+    "the store",
+    "disk full (ENOSPC) on a real 512 KiB tmpfs",
+    "exit 1 naming the disk; after space is freed, the store equals one clean run",
+)
+def test_a_full_disk_stops_ingestion_clearly_and_loses_nothing(tmp_path, noisy_source, record_property):
+    source, frame = noisy_source
+    clean = ingest(source, tmp_path / "clean", "--batch-size", "300")
+    assert clean.returncode == 0, clean.stderr
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "predmaint-test", str(disk)], check=True)
+    try:
+        store = disk / "store"
+        full = ingest(source, store, "--batch-size", "50")
+        assert full.returncode == 1 and "No space left on device" in full.stderr, full.stderr
+        assert "Traceback" not in full.stderr
+        committed = len(read_store(store))  # what was committed before the disk filled stays readable
+        assert 0 < committed < len(frame), committed
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        resumed = ingest(source, store, "--batch-size", "300")
+        assert resumed.returncode == 0, resumed.stderr
+        stored, expected = read_store(store), read_store(tmp_path / "clean")
+        keys = [set(zip(s["machine_id"], s["seq"], strict=True)) for s in (expected, stored)]
+        record_property("readings_lost", len(keys[0] - keys[1]))
+        pd.testing.assert_frame_equal(canonical(stored), canonical(expected))
+        letters = Counter(json.dumps(d, sort_keys=True) for d in iter_dead_letters(store))
+        assert letters == Counter(
+            json.dumps(d, sort_keys=True) for d in iter_dead_letters(tmp_path / "clean")
+        )
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_sigterm_drains_and_exits_cleanly(tmp_path, simulate_frame):

@@ -182,8 +182,15 @@ def test_wrong_methods_and_content_types_get_405_and_415(endpoint):
     assert list(iter_dead_letters(root)) == [] and read_store(root).empty
 
 
+@pytest.mark.reliability(
+    "HTTP ingestion",
+    "malformed HTTP: a negative, absent, huge or doubled Content-Length, a wrong content type, "
+    "a bad request line, a 300 KB header",
+    "4xx or closed connection; the endpoint stays up",
+)
 @pytest.mark.parametrize("name", list(hostile.http_attacks("h")), ids=hostile.describe)
-def test_raw_hostile_requests_get_a_4xx_and_the_endpoint_stays_up(endpoint, name):
+def test_raw_hostile_requests_get_a_4xx_and_the_endpoint_stays_up(endpoint, name, record_property):
+    record_property("case", name)
     address, root = endpoint
     parts = urlsplit(address)
     attack = hostile.http_attacks(parts.netloc)[name].replace(b"{auth}", b"")
@@ -193,19 +200,33 @@ def test_raw_hostile_requests_get_a_4xx_and_the_endpoint_stays_up(endpoint, name
     assert (status, body["accepted"]) == (200, 1), body
 
 
+@pytest.mark.reliability(
+    "HTTP ingestion",
+    "the hostile corpus, one payload per request",
+    "4xx or dead letter; the next good reading stored",
+)
 @pytest.mark.parametrize("name", list(hostile.PAYLOADS), ids=hostile.describe)
-def test_every_hostile_payload_is_answered_and_kept_and_the_endpoint_stays_up(endpoint, name):
+def test_every_hostile_payload_is_answered_and_kept_and_the_endpoint_stays_up(
+    endpoint, name, record_property
+):
+    record_property("case", name)
     address, root = endpoint
     status, body = post(f"{address}/readings", hostile.PAYLOADS[name])
     assert status in (200, 400), body
     assert body["accepted"] == 0 and body["rejected"] >= 1, body
     assert all(error["reason"].isascii() for error in body["errors"])
     status, body = post(f"{address}/readings", json.dumps(hostile.GOOD).encode())
+    record_property("readings_lost", 1 - len(read_store(root)))
     assert (status, body["accepted"]) == (200, 1), body
     assert len(read_store(root)) == 1
 
 
-def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint):
+@pytest.mark.reliability(
+    "HTTP ingestion",
+    "a conflicting duplicate (same key, other values)",
+    "rejected and dead-lettered; the stored reading kept",
+)
+def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint, record_property):
     address, root = endpoint
     first, second = hostile.conflicting_pair()
     status, body = post(f"{address}/readings", json.dumps([first, first]).encode())
@@ -213,11 +234,14 @@ def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint):
     status, body = post(f"{address}/readings", json.dumps(second).encode())
     assert (status, body["accepted"], body["duplicates"], body["rejected"]) == (200, 0, 0, 1), body
     assert "conflicting duplicate" in body["errors"][0]["reason"]
-    assert read_store(root)["torque_nm"].tolist() == [first["torque_nm"]]
+    stored = read_store(root)["torque_nm"].tolist()
+    record_property("readings_lost", 1 - stored.count(first["torque_nm"]))
+    assert stored == [first["torque_nm"]]
     (letter,) = iter_dead_letters(root)
     assert json.loads(letter["raw"])["torque_nm"] == second["torque_nm"]
 
 
+@pytest.mark.reliability("HTTP ingestion", "no bearer token, or a wrong one", "401; nothing stored")
 def test_with_a_token_only_authenticated_posts_are_stored(tmp_path):
     root = tmp_path / "store"
     good = json.dumps(hostile.GOOD).encode()
@@ -240,6 +264,7 @@ def test_with_a_token_only_authenticated_posts_are_stored(tmp_path):
     assert len(read_store(root)) == 1
 
 
+@pytest.mark.reliability("HTTP ingestion", "listening beyond loopback without a token", "refused at start")
 def test_listening_beyond_loopback_needs_a_token(tmp_path):
     with pytest.raises(SourceError, match="token"):
         HttpSource("http://0.0.0.0:0")
@@ -253,6 +278,11 @@ def test_bad_urls_are_refused_clearly():
             HttpSource(url)
 
 
+@pytest.mark.reliability(
+    "HTTP ingestion",
+    "slow clients filling the connection limit",
+    "dropped after the idle timeout; a good client served",
+)
 def test_quiet_and_trickling_clients_hold_no_worker_and_are_dropped(tmp_path):
     root = tmp_path / "store"
     good = json.dumps(hostile.GOOD).encode()

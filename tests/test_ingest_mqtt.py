@@ -108,7 +108,12 @@ def test_published_readings_arrive_in_the_store(broker, tmp_path, simulate_frame
     )
 
 
-def test_broker_restart_loses_nothing_it_acknowledged(broker, tmp_path, simulate_frame):
+@pytest.mark.reliability(
+    "MQTT ingestion",
+    "broker restarts, while ingesting and while ingestion is down",
+    "survived; every acknowledged reading stored once",
+)
+def test_broker_restart_loses_nothing_it_acknowledged(broker, tmp_path, simulate_frame, record_property):
     lines = readings(simulate_frame, 150)
     root = tmp_path / "store"
     ingestion = Ingestion(broker.port, root)
@@ -132,10 +137,10 @@ def test_broker_restart_loses_nothing_it_acknowledged(broker, tmp_path, simulate
     finally:
         ingestion.close()
     stored = read_store(root)
+    sent = {(r["machine_id"], r["seq"]) for r in map(json.loads, lines)}
+    record_property("readings_lost", len(sent - set(zip(stored["machine_id"], stored["seq"], strict=True))))
     assert len(stored) == 600
-    assert sorted(zip(stored["machine_id"], stored["seq"], strict=True)) == sorted(
-        (r["machine_id"], r["seq"]) for r in map(json.loads, lines)
-    )
+    assert sorted(zip(stored["machine_id"], stored["seq"], strict=True)) == sorted(sent)
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["anonymous", "password-and-tls"])
@@ -189,6 +194,7 @@ def test_mqtt_options_elsewhere_are_refused(tmp_path):
 USERS = {"ingest": "ingest-password-1", "sensor": "sensor-password-2"}
 
 
+@pytest.mark.reliability("MQTT ingestion", "anonymous clients and wrong passwords", "refused by the broker")
 def test_with_passwords_only_the_right_credentials_get_in(tmp_path, simulate_frame):
     lines = readings(simulate_frame, 5)
     with LocalBroker(tmp_path / "broker", users=USERS) as broker:
@@ -209,6 +215,7 @@ def test_with_passwords_only_the_right_credentials_get_in(tmp_path, simulate_fra
 
 
 # paho-mqtt leaves the socket of a failed TLS handshake to the garbage collector.
+@pytest.mark.reliability("MQTT ingestion", "a broker certificate from an unknown CA", "never connects")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_over_tls_the_broker_certificate_is_verified(tmp_path, simulate_frame):
     lines = readings(simulate_frame, 5)
@@ -228,6 +235,9 @@ def test_over_tls_the_broker_certificate_is_verified(tmp_path, simulate_frame):
             ingestion.close()
 
 
+@pytest.mark.reliability(
+    "MQTT ingestion", "credentials in the URL, wildcard topics, queries", "refused at start"
+)
 @pytest.mark.parametrize(
     "url, message",
     [
@@ -243,6 +253,9 @@ def test_bad_mqtt_urls_are_refused_clearly(url, message):
     assert "secret" not in str(caught.value)
 
 
+@pytest.mark.reliability(
+    "MQTT ingestion", "the hostile corpus as messages", "dead-lettered and acknowledged once (no redelivery)"
+)
 def test_poison_messages_are_dead_lettered_and_acknowledged_once(broker, tmp_path):
     root = tmp_path / "store"
     payloads = list(hostile.PAYLOADS.values())
@@ -266,7 +279,12 @@ def test_poison_messages_are_dead_lettered_and_acknowledged_once(broker, tmp_pat
     assert len(list(iter_dead_letters(root))) == letters, "a poison message was redelivered"
 
 
-def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path):
+@pytest.mark.reliability(
+    "MQTT ingestion",
+    "a conflicting duplicate (same key, other values)",
+    "dead letter; the stored reading kept",
+)
+def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path, record_property):
     root = tmp_path / "store"
     first, second = hostile.conflicting_pair()
     ingestion = Ingestion(broker.port, root)
@@ -281,7 +299,9 @@ def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path):
         ingestion.close()
     (letter,) = iter_dead_letters(root)
     assert "conflicting duplicate" in letter["reason"]
-    assert read_store(root)["torque_nm"].tolist() == [first["torque_nm"]]
+    stored = read_store(root)["torque_nm"].tolist()
+    record_property("readings_lost", 1 - stored.count(first["torque_nm"]))
+    assert stored == [first["torque_nm"]]
 
 
 def test_each_store_has_its_own_random_install_id(tmp_path):

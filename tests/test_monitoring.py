@@ -125,6 +125,9 @@ def _check_in_another_process(state: str, started: str, barrier, results) -> Non
     results.put((blocked, run))
 
 
+@pytest.mark.reliability(
+    "drift guard", "two concurrent checks in two processes", "one retraining run started"
+)
 def test_two_concurrent_checks_in_two_processes_start_one_run(tmp_path):
     import multiprocessing
 

@@ -124,6 +124,11 @@ def test_sqlite_folder_is_created(tmp_path):
     assert (tmp_path / "deep" / "er").is_dir() and uri.endswith("deep/er/mlflow.db")
 
 
+@pytest.mark.reliability(
+    "models",
+    "a model bundle rewritten in the artifact store",
+    "refused before unpickling; serving keeps its champion",
+)
 @pytest.mark.slow
 def test_a_bundle_changed_after_registration_is_never_loaded_and_serving_keeps_its_model(tmp_path, trained):
     import threading

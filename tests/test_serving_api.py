@@ -190,6 +190,9 @@ def test_prediction_log_format_is_checked():
         load_settings(serving={"prediction_log_format": "csv"})
 
 
+@pytest.mark.reliability(
+    "/predict", "forged labels (machine_failure: 1) in requests", "ignored: labels come only from the store"
+)
 def test_the_drift_window_takes_labels_from_the_store_never_from_predict(
     tmp_path, served_bundle, monkeypatch
 ):
@@ -281,6 +284,7 @@ def guarded(served_bundle):
     return create_app({"BUNDLE": served_bundle, "MODEL_VERSION": "7", "TOKEN": TOKEN}).test_client()
 
 
+@pytest.mark.reliability("/predict", "no bearer token, or a wrong one (serving.token_file)", "401")
 @pytest.mark.parametrize(
     "header",
     [

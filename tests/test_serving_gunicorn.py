@@ -104,6 +104,9 @@ def promote_under_load(
     return answers
 
 
+@pytest.mark.reliability(
+    "models", "a registry outage while gunicorn serves", "survived; the loaded champion keeps answering"
+)
 def test_serve_follows_the_champion_while_requests_flow(tmp_path, simulate_frame, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an outage shows at the next check
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
