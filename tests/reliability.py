@@ -3,8 +3,8 @@
 A test that tries a fault or a class of bad input is marked
 `@pytest.mark.reliability(boundary, tried, outcome)`: where it hits (HTTP ingestion, the store, …),
 what it does to it, and what must happen (rejected, dead-lettered, survived). Tests that count
-readings record what was lost with `record_property("readings_lost", n)`, and corpus tests record
-the payload with `record_property("case", name)`. This module is a pytest plugin (loaded by
+readings record what was lost with the fixture `record_reliability("readings_lost", n)`, and corpus
+tests record the payload with `record_reliability("case", name)`. This module is a pytest plugin (loaded by
 conftest.py) that gathers those rows when `--reliability-out FILE` is given, and a script:
 
     python tests/reliability.py          # what `make reliability` runs
@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "RELIABILITY.md"
 BOUNDARIES = ("files", "HTTP ingestion", "MQTT ingestion", "/predict", "the store", "models", "drift guard")
 _ROWS: list[dict[str, Any]] = []
+_FIGURES = pytest.StashKey[dict[str, Any]]()
+
+
+@pytest.fixture
+def record_reliability(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
+    """Record a figure of this test's row: `readings_lost`, or the `case` of a corpus test."""
+    return request.node.stash.setdefault(_FIGURES, {}).__setitem__
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,7 +60,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if marker is not None:
         boundary, tried, expected = marker.args
         assert boundary in BOUNDARIES, f"{item.nodeid}: unknown boundary {boundary!r}"
-        report.reliability = {"boundary": boundary, "tried": tried, "outcome": expected, "test": item.nodeid}
+        report.reliability = {
+            "boundary": boundary,
+            "tried": tried,
+            "outcome": expected,
+            "test": item.nodeid,
+            "figures": dict(item.stash.get(_FIGURES, {})),
+        }
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -65,7 +79,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     current = _ROWS[-1]
     current["passed"] = current["passed"] and report.passed
     current["skipped"] = current["skipped"] or report.skipped
-    current["properties"].update(dict(report.user_properties))
+    current["properties"].update(row["figures"])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -88,13 +88,15 @@ def test_the_clock_skew_is_configurable():
     "the hostile corpus (tests/hostile.py) in one file",
     "each a dead letter with a reason; the good reading stored",
 )
-def test_file_ingestion_dead_letters_the_whole_corpus_and_keeps_the_good_reading(tmp_path, record_property):
+def test_file_ingestion_dead_letters_the_whole_corpus_and_keeps_the_good_reading(
+    tmp_path, record_reliability
+):
     source = tmp_path / "hostile.jsonl"
     source.write_bytes(hostile.lines() + GOOD_LINE + b"\n")
     with ReadingStore(tmp_path / "store") as store:
         counts = run_ingest(FileSource(source), store, threading.Event())
     stored = read_store(tmp_path / "store")["machine_id"].tolist()
-    record_property("readings_lost", 1 - stored.count(hostile.GOOD["machine_id"]))
+    record_reliability("readings_lost", 1 - stored.count(hostile.GOOD["machine_id"]))
     assert (counts.accepted, counts.rejected) == (1, len(hostile.PAYLOADS))
     assert stored == [hostile.GOOD["machine_id"]]
     letters = list(iter_dead_letters(tmp_path / "store"))
@@ -106,7 +108,7 @@ def test_file_ingestion_dead_letters_the_whole_corpus_and_keeps_the_good_reading
 @pytest.mark.reliability(
     "files", "a conflicting duplicate (same key, other values)", "dead letter; the stored reading kept"
 )
-def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path, record_property):
+def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path, record_reliability):
     first, second = hostile.conflicting_pair()
     source = tmp_path / "pair.jsonl"
     source.write_text("".join(json.dumps(reading) + "\n" for reading in (first, first, second)))
@@ -119,7 +121,7 @@ def test_file_ingestion_dead_letters_a_conflicting_duplicate(tmp_path, record_pr
         and json.loads(letter["raw"])["torque_nm"] == second["torque_nm"]
     )
     stored = read_store(tmp_path / "store")["torque_nm"].tolist()
-    record_property("readings_lost", 1 - stored.count(first["torque_nm"]))
+    record_reliability("readings_lost", 1 - stored.count(first["torque_nm"]))
     assert stored == [first["torque_nm"]]
 
 
@@ -145,9 +147,9 @@ def client(served_bundle):
 )
 @pytest.mark.parametrize("name", PREDICT_NAMES, ids=[hostile.describe(n) for n in PREDICT_NAMES])
 def test_predict_answers_every_hostile_payload_with_a_4xx_and_then_a_good_reading(
-    client, name, record_property
+    client, name, record_reliability
 ):
-    record_property("case", name)
+    record_reliability("case", name)
     payload = hostile.PAYLOADS[name]
     answer = client.post("/predict", data=payload, content_type="application/json")
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.get_data()[:300])

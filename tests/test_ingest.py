@@ -433,7 +433,7 @@ def _files(root: Path) -> list[str]:
 )
 @pytest.mark.parametrize("loss", ["missing", "older", "corrupt"])
 def test_a_lost_or_older_checkpoint_deletes_nothing_and_repair_brings_everything_back(
-    tmp_path, simulate_frame, loss, record_property
+    tmp_path, simulate_frame, loss, record_reliability
 ):
     from predmaint.ingest.store import repair
 
@@ -453,7 +453,7 @@ def test_a_lost_or_older_checkpoint_deletes_nothing_and_repair_brings_everything
     report = repair(root)
     assert report["batch"] == 3 and report["quarantined"] == []
     stored = read_store(root)
-    record_property("readings_lost", len(frame) - len(stored.merge(frame[["machine_id", "seq"]])))
+    record_reliability("readings_lost", len(frame) - len(stored.merge(frame[["machine_id", "seq"]])))
     pd.testing.assert_frame_equal(canonical(stored), canonical(frame), check_dtype=False)
     with ReadingStore(root) as store:  # and ingestion goes on
         assert store.batch == 3 and len(store.index) == len(frame)

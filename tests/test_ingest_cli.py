@@ -55,7 +55,9 @@ def ingest(source: Path, store: Path, *extra: str) -> subprocess.CompletedProces
     "the store", "SIGKILL at 10 random moments of a run", "survived; the store equals one clean run"
 )
 @pytest.mark.slow
-def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(tmp_path, noisy_source, record_property):
+def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(
+    tmp_path, noisy_source, record_reliability
+):
     source, frame = noisy_source
     clean = ingest(source, tmp_path / "clean", "--batch-size", "300")
     assert clean.returncode == 0, clean.stderr
@@ -93,7 +95,7 @@ def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(tmp_path, no
         set(zip(s["machine_id"], s["seq"], strict=True))
         for s in map(read_store, (tmp_path / "clean", crashed))
     ]
-    record_property("readings_lost", len(keys[0] - keys[1]))
+    record_reliability("readings_lost", len(keys[0] - keys[1]))
     pd.testing.assert_frame_equal(canonical(read_store(crashed)), canonical(read_store(tmp_path / "clean")))
     pd.testing.assert_frame_equal(canonical(read_store(crashed)), canonical(frame), check_dtype=False)
     letters = Counter(json.dumps(d, sort_keys=True) for d in iter_dead_letters(crashed))
@@ -106,7 +108,7 @@ def test_kill_9_at_random_moments_then_restart_equals_one_clean_run(tmp_path, no
     "disk full (ENOSPC) on a real 512 KiB tmpfs",
     "exit 1 naming the disk; after space is freed, the store equals one clean run",
 )
-def test_a_full_disk_stops_ingestion_clearly_and_loses_nothing(tmp_path, noisy_source, record_property):
+def test_a_full_disk_stops_ingestion_clearly_and_loses_nothing(tmp_path, noisy_source, record_reliability):
     source, frame = noisy_source
     clean = ingest(source, tmp_path / "clean", "--batch-size", "300")
     assert clean.returncode == 0, clean.stderr
@@ -125,7 +127,7 @@ def test_a_full_disk_stops_ingestion_clearly_and_loses_nothing(tmp_path, noisy_s
         assert resumed.returncode == 0, resumed.stderr
         stored, expected = read_store(store), read_store(tmp_path / "clean")
         keys = [set(zip(s["machine_id"], s["seq"], strict=True)) for s in (expected, stored)]
-        record_property("readings_lost", len(keys[0] - keys[1]))
+        record_reliability("readings_lost", len(keys[0] - keys[1]))
         pd.testing.assert_frame_equal(canonical(stored), canonical(expected))
         letters = Counter(json.dumps(d, sort_keys=True) for d in iter_dead_letters(store))
         assert letters == Counter(

@@ -189,8 +189,8 @@ def test_wrong_methods_and_content_types_get_405_and_415(endpoint):
     "4xx or closed connection; the endpoint stays up",
 )
 @pytest.mark.parametrize("name", list(hostile.http_attacks("h")), ids=hostile.describe)
-def test_raw_hostile_requests_get_a_4xx_and_the_endpoint_stays_up(endpoint, name, record_property):
-    record_property("case", name)
+def test_raw_hostile_requests_get_a_4xx_and_the_endpoint_stays_up(endpoint, name, record_reliability):
+    record_reliability("case", name)
     address, root = endpoint
     parts = urlsplit(address)
     attack = hostile.http_attacks(parts.netloc)[name].replace(b"{auth}", b"")
@@ -207,16 +207,16 @@ def test_raw_hostile_requests_get_a_4xx_and_the_endpoint_stays_up(endpoint, name
 )
 @pytest.mark.parametrize("name", list(hostile.PAYLOADS), ids=hostile.describe)
 def test_every_hostile_payload_is_answered_and_kept_and_the_endpoint_stays_up(
-    endpoint, name, record_property
+    endpoint, name, record_reliability
 ):
-    record_property("case", name)
+    record_reliability("case", name)
     address, root = endpoint
     status, body = post(f"{address}/readings", hostile.PAYLOADS[name])
     assert status in (200, 400), body
     assert body["accepted"] == 0 and body["rejected"] >= 1, body
     assert all(error["reason"].isascii() for error in body["errors"])
     status, body = post(f"{address}/readings", json.dumps(hostile.GOOD).encode())
-    record_property("readings_lost", 1 - len(read_store(root)))
+    record_reliability("readings_lost", 1 - len(read_store(root)))
     assert (status, body["accepted"]) == (200, 1), body
     assert len(read_store(root)) == 1
 
@@ -226,7 +226,7 @@ def test_every_hostile_payload_is_answered_and_kept_and_the_endpoint_stays_up(
     "a conflicting duplicate (same key, other values)",
     "rejected and dead-lettered; the stored reading kept",
 )
-def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint, record_property):
+def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint, record_reliability):
     address, root = endpoint
     first, second = hostile.conflicting_pair()
     status, body = post(f"{address}/readings", json.dumps([first, first]).encode())
@@ -235,7 +235,7 @@ def test_a_conflicting_duplicate_is_answered_as_rejected_and_kept(endpoint, reco
     assert (status, body["accepted"], body["duplicates"], body["rejected"]) == (200, 0, 0, 1), body
     assert "conflicting duplicate" in body["errors"][0]["reason"]
     stored = read_store(root)["torque_nm"].tolist()
-    record_property("readings_lost", 1 - stored.count(first["torque_nm"]))
+    record_reliability("readings_lost", 1 - stored.count(first["torque_nm"]))
     assert stored == [first["torque_nm"]]
     (letter,) = iter_dead_letters(root)
     assert json.loads(letter["raw"])["torque_nm"] == second["torque_nm"]

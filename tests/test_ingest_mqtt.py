@@ -113,7 +113,7 @@ def test_published_readings_arrive_in_the_store(broker, tmp_path, simulate_frame
     "broker restarts, while ingesting and while ingestion is down",
     "survived; every acknowledged reading stored once",
 )
-def test_broker_restart_loses_nothing_it_acknowledged(broker, tmp_path, simulate_frame, record_property):
+def test_broker_restart_loses_nothing_it_acknowledged(broker, tmp_path, simulate_frame, record_reliability):
     lines = readings(simulate_frame, 150)
     root = tmp_path / "store"
     ingestion = Ingestion(broker.port, root)
@@ -138,7 +138,9 @@ def test_broker_restart_loses_nothing_it_acknowledged(broker, tmp_path, simulate
         ingestion.close()
     stored = read_store(root)
     sent = {(r["machine_id"], r["seq"]) for r in map(json.loads, lines)}
-    record_property("readings_lost", len(sent - set(zip(stored["machine_id"], stored["seq"], strict=True))))
+    record_reliability(
+        "readings_lost", len(sent - set(zip(stored["machine_id"], stored["seq"], strict=True)))
+    )
     assert len(stored) == 600
     assert sorted(zip(stored["machine_id"], stored["seq"], strict=True)) == sorted(sent)
 
@@ -284,7 +286,7 @@ def test_poison_messages_are_dead_lettered_and_acknowledged_once(broker, tmp_pat
     "a conflicting duplicate (same key, other values)",
     "dead letter; the stored reading kept",
 )
-def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path, record_property):
+def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path, record_reliability):
     root = tmp_path / "store"
     first, second = hostile.conflicting_pair()
     ingestion = Ingestion(broker.port, root)
@@ -300,7 +302,7 @@ def test_a_conflicting_duplicate_is_dead_lettered(broker, tmp_path, record_prope
     (letter,) = iter_dead_letters(root)
     assert "conflicting duplicate" in letter["reason"]
     stored = read_store(root)["torque_nm"].tolist()
-    record_property("readings_lost", 1 - stored.count(first["torque_nm"]))
+    record_reliability("readings_lost", 1 - stored.count(first["torque_nm"]))
     assert stored == [first["torque_nm"]]
 
 
