@@ -49,6 +49,10 @@ REGISTRY_UP = Gauge(
     multiprocess_mode="liveall",
 )
 REGISTRY_ERRORS = Counter("predmaint_registry_errors_total", "Checks of the champion alias that failed.")
+MODELS_REFUSED = Counter(
+    "predmaint_models_refused_total",
+    "Model versions refused: artifacts that do not match their recorded digest.",
+)
 REGISTRY_LAST_SUCCESS = Gauge(
     "predmaint_registry_last_success_timestamp_seconds",
     "Unix time of the last successful check of the champion alias.",

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from predmaint.registry import ModelIntegrityError
 from serving import metrics
 from serving.app import LoadedModel, ModelHolder
 
@@ -48,6 +49,11 @@ def follow_alias(
             check_once()
             metrics.REGISTRY_UP.set(1)
             metrics.REGISTRY_LAST_SUCCESS.set(time.time())
+        except ModelIntegrityError as exc:
+            metrics.MODELS_REFUSED.inc()
+            log.error(
+                "refused a champion (%s); still serving %s", exc, holder.current and holder.current.version
+            )
         except Exception as exc:  # noqa: BLE001 - any registry failure: keep serving, retry later
             metrics.REGISTRY_UP.set(0)
             metrics.REGISTRY_ERRORS.inc()

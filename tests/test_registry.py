@@ -137,6 +137,7 @@ def test_a_bundle_changed_after_registration_is_never_loaded_and_serving_keeps_i
     from mlflow import MlflowClient
 
     from predmaint.registry import BUNDLE_DIGEST_TAG, ModelIntegrityError, file_sha256, load_version
+    from serving import metrics
     from serving.app import LoadedModel, ModelHolder
     from serving.registry_loader import follow_alias
 
@@ -160,9 +161,11 @@ def test_a_bundle_changed_after_registration_is_never_loaded_and_serving_keeps_i
     holder.swap(LoadedModel(good, first.version, {}))
     set_alias(uri, "pm", CHAMPION, second.version)
     stop = threading.Event()
+    refused = metrics.MODELS_REFUSED._value.get()
     follow_alias(holder, tracking_uri=uri, model_name="pm", stop=stop, load_first=True)
     stop.set()
     assert holder.current.version == first.version  # the tampered champion was refused
+    assert metrics.MODELS_REFUSED._value.get() == refused + 1  # and counted in /metrics
 
     client.delete_model_version_tag("pm", first.version, BUNDLE_DIGEST_TAG)
     with pytest.raises(ModelIntegrityError, match="no bundle_sha256 tag"):
