@@ -30,14 +30,24 @@ from test_cluster import (  # noqa: E402
     NAMESPACE,
     RELEASE,
     VALUES,
-    _example_secrets,
     _predict,
+    _token,
     _train,
 )
 from test_serving_gunicorn import READING  # noqa: E402
 
 from benchmarks.serving import wrk  # noqa: E402
-from cluster import INGRESS, SCRIPT, TOOLS, cluster_ip, helm, kubectl, port_forward  # noqa: E402
+from cluster import (  # noqa: E402
+    INGRESS,
+    SCRIPT,
+    TOOLS,
+    cluster_ip,
+    helm,
+    kubectl,
+    mlflow_stack_up,
+    mlflow_user,
+    port_forward,
+)
 
 CONCURRENCY = 8
 
@@ -52,34 +62,36 @@ def _down() -> None:
     subprocess.run([str(SCRIPT), "down"], check=True, timeout=600)
 
 
-def _mlflow_and_champion() -> None:
+def _mlflow_and_champion() -> dict[str, str]:
     from predmaint.registry import CHAMPION, log_and_register, set_alias
 
-    kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "namespaces.yaml"))
-    kubectl("create", "namespace", "kubeflow", check=False)
-    kubectl("apply", "-f", "-", input=_example_secrets())
-    kubectl("apply", "-k", str(ROOT / "manifests" / "overlays" / "local"))
-    for workload in ("statefulset/postgres", "statefulset/minio", "deployment/mlflow"):
-        kubectl("-n", "mlflow", "rollout", "status", workload, "--timeout=300s", timeout=320)
-    kubectl(
-        "-n", "mlflow", "wait", "--for=condition=complete", "job/minio-buckets", "--timeout=180s", timeout=200
-    )
+    passwords = mlflow_stack_up()
     trained = _train()
-    with port_forward("mlflow", "service/mlflow", 5000) as port:
+    with (
+        port_forward("mlflow", "service/mlflow", 5000) as port,
+        mlflow_user("predmaint-trainer", passwords["trainer-password"]),
+    ):
         uri = f"http://127.0.0.1:{port}"
         registered = log_and_register(
             trained, tracking_uri=uri, experiment="bench", model_name=MODEL, tags={}
         )
         set_alias(uri, MODEL, CHAMPION, registered.version)
+    return passwords
 
 
-def _install_to_first_prediction(workdir: Path) -> float:
+def _install_to_first_prediction(workdir: Path, reader_password: str) -> float:
     import yaml
 
     values = workdir / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
     kubectl("create", "namespace", NAMESPACE, check=False)
     kubectl("label", "--overwrite", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
+    kubectl(
+        *("-n", NAMESPACE, "create", "secret", "generic", "predmaint-mlflow-reader"),
+        "--from-literal=mlflow_tracking_username=predmaint-reader",
+        "--from-file=mlflow_tracking_password=/dev/stdin",
+        input=reader_password,
+    )
     began = time.monotonic()
     helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values))
     while _predict()[0] != 200:
@@ -105,12 +117,15 @@ def run() -> tuple[str, list[str]]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            _mlflow_and_champion()
-            first = _install_to_first_prediction(workdir)
+            passwords = _mlflow_and_champion()
+            first = _install_to_first_prediction(workdir, passwords["reader-password"])
             time.sleep(5)  # both pods serving
             body = json.dumps(READING).encode()
-            through = wrk(f"{INGRESS}/predict", body, CONCURRENCY, workdir)
-            direct = wrk(f"http://{cluster_ip(NAMESPACE, RELEASE)}:80/predict", body, CONCURRENCY, workdir)
+            token = _token(f"{RELEASE}-predict-token")  # VALUES turn serving.token on, as the tests do
+            through = wrk(f"{INGRESS}/predict", body, CONCURRENCY, workdir, token)
+            direct = wrk(
+                f"http://{cluster_ip(NAMESPACE, RELEASE)}:80/predict", body, CONCURRENCY, workdir, token
+            )
     finally:
         _down()
     ratio = through["rps"] / direct["rps"] if direct["rps"] else float("nan")

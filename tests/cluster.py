@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -143,3 +144,67 @@ def running_cluster() -> Iterator[Path]:
     finally:
         if started:
             subprocess.run([str(SCRIPT), "down"], timeout=600)
+
+
+def example_secrets() -> tuple[str, dict[str, str]]:
+    """The Secrets of manifests/secrets/*.example.yaml with fresh values, as docs/deploy.md says.
+
+    Returns the YAML and the value that replaced each placeholder (`CHANGE-ME-<name>` → name),
+    one value per name across files: the trainer's password is the same in mlflow-auth and
+    predmaint-mlflow.
+    """
+    values: dict[str, str] = {}
+
+    def fresh(match: re.Match[str]) -> str:
+        name = match[1]
+        made = "minio-" + secrets.token_hex(4) if name.endswith("-user") else secrets.token_hex(16)
+        return values.setdefault(name, made)
+
+    text = ""
+    for path in sorted((REPO / "manifests" / "secrets").glob("*.example.yaml")):
+        text += "---\n" + re.sub(r"CHANGE-ME-([a-z]+(?:-[a-z]+)*)", fresh, path.read_text())
+    return text, values
+
+
+def mlflow_stack_up() -> dict[str, str]:
+    """manifests/overlays/local applied with fresh Secrets, up with its users; the Secrets' values."""
+    kubectl("apply", "-f", str(REPO / "manifests" / "base" / "namespaces.yaml"))
+    kubectl("create", "namespace", "kubeflow", check=False)
+    # A cluster that answered already keeps its user store, which knows the old passwords.
+    kubectl(
+        "-n", "mlflow", "delete", "job/mlflow-users", "deployment/mlflow", "--ignore-not-found", "--wait=true"
+    )
+    kubectl("-n", "mlflow", "delete", "pvc/mlflow-auth", "--ignore-not-found", "--wait=true", timeout=200)
+    text, values = example_secrets()
+    kubectl("apply", "-f", "-", input=text)
+    kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
+    try:
+        for workload in ("statefulset/postgres", "statefulset/minio", "deployment/mlflow"):
+            kubectl("-n", "mlflow", "rollout", "status", workload, "--timeout=300s", timeout=320)
+        for job in ("minio-buckets", "mlflow-users"):
+            wait = ("wait", "--for=condition=complete", f"job/{job}", "--timeout=300s")
+            kubectl("-n", "mlflow", *wait, timeout=320)
+    except AssertionError:
+        print(diagnostics("mlflow"))
+        raise
+    return values
+
+
+@contextmanager
+def mlflow_user(name: str | None, password: str | None = None) -> Iterator[None]:
+    """MLflow clients of this process log in as `name` (None: as nobody) while inside."""
+    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {key: os.environ.get(key) for key in keys}
+    for key, value in zip(keys, (name, password), strict=True):
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -125,7 +125,7 @@ def browser():
 
 @pytest.fixture(scope="session")
 def mlflow_image(tmp_path_factory):
-    """The MLflow image on a real PostgreSQL, run as manifests/base runs it; yields its URI."""
+    """The MLflow image on a real PostgreSQL, run as manifests/base runs it, with its users."""
     from containers import mlflow_server
 
     with mlflow_server(tmp_path_factory.mktemp("mlartifacts")) as uri:

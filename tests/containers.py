@@ -472,18 +472,52 @@ def postgres_server(database: str, user: str, password: str) -> Iterator[int]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@contextmanager
-def mlflow_server(artifacts: Path) -> Iterator[str]:
-    """The MLflow image run as manifests/base/mlflow.yaml runs it, on PostgreSQL; yields its URI.
+@dataclass(frozen=True)
+class MlflowServer:
+    """A tracking server that authenticates, and the passwords of its users."""
 
-    The Deployment's own args, env and security context are used, with the in-cluster addresses
-    replaced by this machine's: PostgreSQL on 127.0.0.1, and the proxied artifacts in a folder
-    (`--artifacts-destination`) instead of the S3 bucket, as no object store runs here.
+    uri: str
+    trainer_password: str
+    reader_password: str
+    admin_password: str
+
+    @property
+    def trainer(self) -> dict[str, str]:
+        """The environment of an MLflow client logged in as predmaint-trainer."""
+        return {
+            "MLFLOW_TRACKING_USERNAME": "predmaint-trainer",
+            "MLFLOW_TRACKING_PASSWORD": self.trainer_password,
+        }
+
+    @property
+    def reader(self) -> dict[str, str]:
+        """The environment of an MLflow client logged in as predmaint-reader."""
+        return {
+            "MLFLOW_TRACKING_USERNAME": "predmaint-reader",
+            "MLFLOW_TRACKING_PASSWORD": self.reader_password,
+        }
+
+    def secret(self, user: str) -> dict[str, str]:
+        """The keys of Secret predmaint-mlflow (trainer) or predmaint-mlflow-reader (reader)."""
+        password = self.trainer_password if user == "predmaint-trainer" else self.reader_password
+        return {"mlflow_tracking_username": user, "mlflow_tracking_password": password}
+
+
+@contextmanager
+def mlflow_server(artifacts: Path) -> Iterator[MlflowServer]:
+    """The MLflow image run as manifests/base/mlflow.yaml runs it, on PostgreSQL, with its users.
+
+    The Deployment's own args, env, security context and volumes are used, with the in-cluster
+    addresses replaced by this machine's: PostgreSQL on 127.0.0.1, and the proxied artifacts in a
+    folder (`--artifacts-destination`) instead of the S3 bucket, as no object store runs here.
+    Then the Job mlflow-users runs, as in a cluster, and makes the trainer and the reader.
     """
     from predmaint.ingest.broker import free_port, wait_until_answering
 
     require_image("mlflow")
     credentials = {"username": "mlflow", "password": uuid.uuid4().hex}
+    auth = {key: uuid.uuid4().hex for key in ("admin-password", "flask-secret-key", "trainer-password")}
+    auth["reader-password"] = uuid.uuid4().hex
     with postgres_server("mlflow", credentials["username"], credentials["password"]) as pg_port:
         docs = render_kustomization(REPO / "manifests" / "base")
         pod = Pod(
@@ -493,7 +527,9 @@ def mlflow_server(artifacts: Path) -> Iterator[str]:
                 "mlflow-postgres": credentials,
                 # Read by the Deployment (not optional) but unused: the artifacts are not in S3 here.
                 "mlflow-minio": {"root-user": "unused", "root-password": "unused"},
+                "mlflow-auth": auth,
             },
+            claims={"mlflow-auth": claim_folder(artifacts.parent / f"{artifacts.name}-users")},
         )
         port = free_port()
         database = "postgres.mlflow.svc.cluster.local:5432"
@@ -526,7 +562,12 @@ def mlflow_server(artifacts: Path) -> Iterator[str]:
         uri = f"http://127.0.0.1:{port}"
         try:
             wait_until_answering(f"{uri}/health", container, 180)
-            yield uri
+            users = Pod(docs, find(docs, "Job", "mlflow-users"), secrets={"mlflow-auth": auth})
+            (uri_item,) = [item for item in users.container["env"] if item["name"] == "MLFLOW_TRACKING_URI"]
+            uri_item["value"] = uri
+            made = users.run(timeout=180)
+            assert made.returncode == 0 and "predmaint-reader" in made.stdout, made.stdout + made.stderr
+            yield MlflowServer(uri, auth["trainer-password"], auth["reader-password"], auth["admin-password"])
         except BaseException:
             print(container.logs()[-3000:])
             raise

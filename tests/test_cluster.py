@@ -3,7 +3,9 @@
 One installation's life, in order, on the cluster make test starts (Kubernetes v1.34 built here;
 CoreDNS, Traefik as the nginx ingress class, local-path storage, PostgreSQL, MinIO and Mosquitto
 rebuilt here from Go modules or Debian packages, cluster/images.sh):
-- the MLflow stack of manifests/ comes up with `kubectl apply -k manifests/overlays/local`;
+- the MLflow stack of manifests/ comes up with `kubectl apply -k manifests/overlays/local`, with
+  its users: nobody gets in without one, the reader (the service's) registers nothing and moves no
+  alias, the trainer does;
 - the chart installs with `helm install` into a namespace that enforces the restricted Pod
   Security Standard, and `helm test` passes;
 - a champion registered through a port-forward to the in-cluster MLflow answers /predict, with the
@@ -46,13 +48,15 @@ from cluster import (
     diagnostics,
     helm,
     kubectl,
+    mlflow_stack_up,
+    mlflow_user,
     pod_names,
     port_forward,
     running_cluster,
     wait_for,
 )
 from predmaint.datasets import to_json_lines
-from predmaint.registry import CHAMPION, log_and_register, set_alias
+from predmaint.registry import CHAMPION, RegistryError, alias_version, log_and_register, set_alias
 from predmaint.scenarios import Scenario
 from predmaint.simulator import SimulationSpec
 from predmaint.training import TrainingConfig, fit
@@ -73,7 +77,8 @@ STANDIN = REPO / "tests" / "kfp_standin.py"
 # where kube-proxy drops a terminating pod at once (docs/deploy.md).
 VALUES = {
     "ingress": {"annotations": {"nginx.ingress.kubernetes.io/service-upstream": "true"}},
-    "mlflow": {"modelName": MODEL},
+    # The service logs in to MLflow as the reader (Secret made in `installed`), as docs/deploy.md says.
+    "mlflow": {"modelName": MODEL, "existingSecret": "predmaint-mlflow-reader"},
     "serving": {"pollSeconds": 2, "workers": 2, "token": {"enabled": True}},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
     "training": {"trials": 1},
@@ -91,45 +96,10 @@ def cluster():
         yield kubeconfig
 
 
-def _example_secrets() -> str:
-    """The Secrets of manifests/secrets/*.example.yaml with fresh passwords, as docs/deploy.md says."""
-    user, password, pg_password = (
-        "minio-" + secrets.token_hex(4),
-        secrets.token_hex(16),
-        secrets.token_hex(16),
-    )
-    text = ""
-    for path in sorted((REPO / "manifests" / "secrets").glob("*.example.yaml")):
-        text += "---\n" + path.read_text().replace("CHANGE-ME-minio-user", user).replace(
-            "CHANGE-ME-minio-password", password
-        ).replace("CHANGE-ME-postgres-password", pg_password)
-    return text
-
-
 @pytest.fixture(scope="module")
 def mlflow_stack(cluster):
-    """The MLflow stack of manifests/, applied with `kubectl apply -k`; yields the MLflow URL."""
-    kubectl("apply", "-f", str(REPO / "manifests" / "base" / "namespaces.yaml"))
-    for namespace in ("kubeflow",):
-        kubectl("create", "namespace", namespace, check=False)
-    kubectl("apply", "-f", "-", input=_example_secrets())
-    kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
-    try:
-        for workload in ("statefulset/postgres", "statefulset/minio", "deployment/mlflow"):
-            kubectl("-n", "mlflow", "rollout", "status", workload, "--timeout=300s", timeout=320)
-        kubectl(
-            "-n",
-            "mlflow",
-            "wait",
-            "--for=condition=complete",
-            "job/minio-buckets",
-            "--timeout=180s",
-            timeout=200,
-        )
-    except AssertionError:
-        print(diagnostics("mlflow"))
-        raise
-    return "http://mlflow.mlflow.svc.cluster.local:5000"
+    """The MLflow stack of manifests/, applied with `kubectl apply -k`; the values of its Secrets."""
+    return mlflow_stack_up()
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +214,12 @@ def installed(cluster, mlflow_stack, kfp_standin, tmp_path_factory):
         input=MQTT_USERS["ingest"],
     )
     kubectl("apply", "-k", str(REPO / "manifests" / "mosquitto"), "-n", NAMESPACE)
+    kubectl(
+        *("-n", NAMESPACE, "create", "secret", "generic", "predmaint-mlflow-reader"),
+        "--from-literal=mlflow_tracking_username=predmaint-reader",
+        "--from-file=mlflow_tracking_password=/dev/stdin",
+        input=mlflow_stack["reader-password"],
+    )
     values = tmp_path_factory.mktemp("values") / "values.yaml"
     values.write_text(yaml.safe_dump(VALUES))
     began = time.monotonic()
@@ -306,12 +282,15 @@ def _train():
 
 
 @pytest.fixture(scope="module")
-def champion(installed):
-    """A champion registered in the in-cluster MLflow through a port-forward; yields a registrar."""
+def champion(installed, mlflow_stack):
+    """A champion registered in the in-cluster MLflow through a port-forward, as the trainer."""
     trained = _train()
 
     def register_and_promote() -> str:
-        with port_forward("mlflow", "service/mlflow", 5000) as port:
+        with (
+            port_forward("mlflow", "service/mlflow", 5000) as port,
+            mlflow_user("predmaint-trainer", mlflow_stack["trainer-password"]),
+        ):
             uri = f"http://127.0.0.1:{port}"
             registered = log_and_register(
                 trained,
@@ -366,6 +345,21 @@ def test_predict_answers_through_the_ingress(champion):
         assert status == 401, body
     status, body = _get(f"{INGRESS}/metrics")
     assert status == 404, "the ingress must not route /metrics"
+
+
+def test_the_in_cluster_mlflow_lets_only_the_trainer_move_the_champion(champion, mlflow_stack):
+    from mlflow.exceptions import MlflowException
+
+    with port_forward("mlflow", "service/mlflow", 5000) as port:
+        uri = f"http://127.0.0.1:{port}"
+        status, _ = _get(f"{uri}/api/2.0/mlflow/registered-models/search")
+        assert status == 401  # nobody gets in without a user
+        with mlflow_user("predmaint-reader", mlflow_stack["reader-password"]):  # the service's user
+            assert alias_version(uri, MODEL, CHAMPION) == champion["first"]
+            with pytest.raises(MlflowException, match="403"):
+                set_alias(uri, MODEL, CHAMPION, champion["first"])
+        with mlflow_user("predmaint-trainer", "not-the-password"), pytest.raises(RegistryError, match="401"):
+            alias_version(uri, MODEL, CHAMPION)
 
 
 class Load:

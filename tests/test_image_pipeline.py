@@ -53,19 +53,29 @@ def install(tmp_path_factory, mlflow_image):
     }
     with KfpStandIn() as kfp:
         values = {
-            "mlflow": {"trackingUri": mlflow_image, "modelName": MODEL},
+            # The chart's pods log in as the reader, the pipeline's as the trainer (as in a cluster).
+            "mlflow": {
+                "trackingUri": mlflow_image.uri,
+                "modelName": MODEL,
+                "existingSecret": "predmaint-mlflow-reader",
+            },
             "training": {"trials": 2},
             "ingest": {"enabled": True, "http": {"port": free_port()}},
             "snapshot": {"enabled": True},
             "drift": {"kfpHost": kfp.url},
         }
         docs = render_chart(values)
-        yield {"root": root, "claims": claims, "docs": docs, "values": values, "kfp": kfp}
+        secrets = {
+            "predmaint-mlflow-reader": mlflow_image.secret("predmaint-reader"),
+            "predmaint-mlflow": mlflow_image.secret("predmaint-trainer"),
+        }
+        yield {"root": root, "claims": claims, "docs": docs, "values": values, "kfp": kfp, "secrets": secrets}
 
 
 def _pod(install, kind: str, component: str) -> Pod:
     require_image("pipeline")
-    return Pod(install["docs"], find(install["docs"], kind, component=component), claims=install["claims"])
+    workload = find(install["docs"], kind, component=component)
+    return Pod(install["docs"], workload, claims=install["claims"], secrets=install["secrets"])
 
 
 def _readings(**spec) -> list[dict]:
@@ -152,6 +162,8 @@ def _champion_metrics(uri: str, name: str) -> tuple[str, dict[str, float]]:
 
 
 def test_the_pipeline_runs_every_task_in_the_pipeline_image(install, mlflow_image, tmp_path, monkeypatch):
+    for name, value in mlflow_image.trainer.items():  # this process reads metrics, runs the subprocess path
+        monkeypatch.setenv(name, value)
     from predmaint.ingest.runner import run_ingest
     from predmaint.ingest.sources import SimulatorSource
     from predmaint.ingest.store import ReadingStore
@@ -159,10 +171,11 @@ def test_the_pipeline_runs_every_task_in_the_pipeline_image(install, mlflow_imag
     from predmaint.versioning import remote_config, snapshot
 
     pipeline_root = claim_folder(install["root"] / "kfp")
-    args = kfp_task_run_args(install["docs"], install["claims"], secrets={})
+    args = kfp_task_run_args(install["docs"], install["claims"], secrets=install["secrets"])
+    assert args["environment"]["MLFLOW_TRACKING_USERNAME"] == "predmaint-trainer"
     decision = run_local(install["data_version"], "/data/store", pipeline_root, container_args=args)
     assert decision["promoted"] and decision["champion_version"] == "1", decision
-    version, in_images = _champion_metrics(mlflow_image, MODEL)
+    version, in_images = _champion_metrics(mlflow_image.uri, MODEL)
     assert version == "1"
 
     # The same readings, versioned here, through the SubprocessRunner against the same server.
@@ -171,7 +184,7 @@ def test_the_pipeline_runs_every_task_in_the_pipeline_image(install, mlflow_imag
         run_ingest(SimulatorSource(SimulationSpec(**FLEET)), writer, threading.Event())
     snapshot(store, remote_config(str(tmp_path / "remote")))
     for key, value in {
-        "PREDMAINT_MLFLOW__TRACKING_URI": mlflow_image,
+        "PREDMAINT_MLFLOW__TRACKING_URI": mlflow_image.uri,
         "PREDMAINT_MLFLOW__MODEL_NAME": f"{MODEL}-subprocess",
         "PREDMAINT_MLFLOW__ARTIFACT_LOCATION": "",
         "PREDMAINT_DATA__REMOTE": str(tmp_path / "remote"),
@@ -180,7 +193,7 @@ def test_the_pipeline_runs_every_task_in_the_pipeline_image(install, mlflow_imag
         monkeypatch.setenv(key, value)
     local = run_local(latest_snapshot(store), store, tmp_path / "kfp")
     assert local["promoted"] == decision["promoted"] and local["champion_version"] == "1"
-    _, here = _champion_metrics(mlflow_image, f"{MODEL}-subprocess")
+    _, here = _champion_metrics(mlflow_image.uri, f"{MODEL}-subprocess")
     for metric in ("test_f1", "test_precision", "test_recall"):
         assert in_images[metric] == pytest.approx(here[metric], abs=1e-9), metric
 
@@ -222,7 +235,7 @@ def test_a_gdrive_remote_gets_as_far_as_authentication_in_the_image(tmp_path, ml
     with ReadingStore(store) as writer:
         run_ingest(SimulatorSource(SimulationSpec(machines=2, steps=20, seed=1)), writer, threading.Event())
     values = {
-        "mlflow": {"trackingUri": mlflow_image},
+        "mlflow": {"trackingUri": mlflow_image.uri},
         "snapshot": {"enabled": True},
         "dvc": {"remote": "gdrive://0AIac4JZqHhKmUk9PVA", "existingSecret": "predmaint-dvc"},
     }

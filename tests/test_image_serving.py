@@ -33,7 +33,7 @@ MODEL = "pm-image"
 
 
 @pytest.fixture(scope="module")
-def tracking(mlflow_image):
+def server(mlflow_image):
     return mlflow_image
 
 
@@ -63,16 +63,19 @@ def test_the_image_runs_as_an_unprivileged_numeric_user():
         assert user_id(require_image(name)) == "10001:10001", name
 
 
-def test_the_serving_image_follows_the_champion_of_the_mlflow_image(tmp_path, tracking, trained):
+def test_the_serving_image_follows_the_champion_of_the_mlflow_image(tmp_path, server, trained, monkeypatch):
     require_image("serving")
+    for name, value in server.trainer.items():  # this test registers and promotes, as the pipeline does
+        monkeypatch.setenv(name, value)
+    tracking = server.uri
     port = free_port()
-    docs = render_chart(
-        {"serving": {"port": port, "pollSeconds": 1}, "mlflow": {"trackingUri": tracking, "modelName": MODEL}}
-    )
+    mlflow = {"trackingUri": tracking, "modelName": MODEL, "existingSecret": "predmaint-mlflow-reader"}
+    docs = render_chart({"serving": {"port": port, "pollSeconds": 1}, "mlflow": mlflow})
     pod = Pod(
         docs,
         find(docs, "Deployment", component="serving"),
         claims={"predmaint-state": claim_folder(tmp_path / "state")},
+        secrets={"predmaint-mlflow-reader": server.secret("predmaint-reader")},  # the service reads only
     )
     container = pod.start(f"predmaint-test-serving-{uuid.uuid4().hex[:6]}", extra=["--health-interval", "2s"])
     base = f"http://127.0.0.1:{port}"
@@ -106,3 +109,37 @@ def test_the_serving_image_follows_the_champion_of_the_mlflow_image(tmp_path, tr
         raise
     finally:
         container.remove()
+
+
+def test_the_mlflow_image_lets_only_the_trainer_register_and_move_the_champion(server, trained, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from predmaint.registry import RegistryError, alias_version, load_version
+
+    def login(env: dict[str, str]) -> None:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    model = "pm-auth"
+    assert _status(f"{server.uri}/api/2.0/mlflow/registered-models/search") == 401  # no user, no answer
+    assert _status(f"{server.uri}/health") == 200  # the probes need none
+    login(server.trainer)
+    registered = log_and_register(
+        trained, tracking_uri=server.uri, experiment="auth", model_name=model, tags={"data_version": "t"}
+    )
+    set_alias(server.uri, model, CHAMPION, registered.version)
+    login(server.reader)
+    assert load_version(server.uri, model, registered.version).family == "xgboost"  # it reads
+    with pytest.raises(MlflowException, match="403"):
+        set_alias(server.uri, model, CHAMPION, registered.version)
+    with pytest.raises(MlflowException, match="403"):
+        log_and_register(trained, tracking_uri=server.uri, experiment="auth", model_name=model, tags={})
+    assert alias_version(server.uri, "pm-not-registered-yet", CHAMPION) is None  # 403 for the reader
+    login({"MLFLOW_TRACKING_USERNAME": "predmaint-trainer", "MLFLOW_TRACKING_PASSWORD": "not-the-password"})
+    with pytest.raises(RegistryError, match="refused the credentials"):
+        alias_version(server.uri, model, CHAMPION)
+    login({})
+    with pytest.raises(RegistryError, match="refused the credentials"):
+        alias_version(server.uri, model, CHAMPION)

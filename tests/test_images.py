@@ -223,11 +223,11 @@ def test_pipeline_image_has_git_and_dvcs_s3_remote_and_no_entrypoint_for_kfp_to_
     assert "predmaint/pipeline:" in (REPO / "components" / "__init__.py").read_text()
 
 
-def test_mlflow_image_installs_the_locked_mlflow_with_postgres_and_s3_support() -> None:
+def test_mlflow_image_installs_the_locked_mlflow_with_postgres_s3_and_auth_support() -> None:
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     locked = {package["name"]: package["version"] for package in lock["package"]}
     wanted = (REPO / "docker" / "mlflow-requirements.in").read_text()
-    assert f"mlflow=={locked['mlflow']}\n" in wanted, (
+    assert f"mlflow[auth]=={locked['mlflow']}\n" in wanted, (
         f"mlflow-requirements.in should pin uv.lock's mlflow {locked['mlflow']}"
     )
     requirements = (REPO / "docker" / "mlflow-requirements.txt").read_text()
@@ -235,7 +235,7 @@ def test_mlflow_image_installs_the_locked_mlflow_with_postgres_and_s3_support() 
     assert pins.get("mlflow") == locked["mlflow"], (
         "mlflow-requirements.txt is stale: re-lock it (command in the .in file)"
     )
-    assert {"psycopg2-binary", "boto3"} <= pins.keys()
+    assert {"psycopg2-binary", "boto3", "flask-wtf"} <= pins.keys()  # flask-wtf: --app-name basic-auth
     blocks = re.split(r"\n(?=[a-z0-9])", requirements.strip())
     unhashed = [
         block.split()[0] for block in blocks if not block.startswith("#") and "--hash=sha256:" not in block

@@ -165,7 +165,7 @@ def test_secrets_are_templates_outside_every_kustomization_and_cover_every_refer
     examples = _example_secrets()
     for secret in examples.values():
         for key, value in secret["stringData"].items():
-            assert "CHANGE-ME" in value or value.startswith("http") or key == "username", (
+            assert "CHANGE-ME" in value or value.startswith("http") or key.endswith("username"), (
                 f"{secret['metadata']['name']}.{key} looks like a real value: use a CHANGE-ME placeholder"
             )
     for workload in workloads(resources):
@@ -367,8 +367,9 @@ def assert_mlflow_namespace_is_fenced(resources: list[dict[str, Any]]) -> None:
     expected = {
         # The MLflow server alone holds the database password.
         ("postgres", 5432): {"mlflow"},
-        # The chart's pods and the training runs; the ingress controller where an Ingress routes the UI.
-        ("mlflow", 5000): KUBEFLOW | through_ingress,
+        # The chart's pods and the training runs, the Job that makes the users; the ingress
+        # controller where an Ingress routes the UI.
+        ("mlflow", 5000): KUBEFLOW | {"mlflow-users"} | through_ingress,
         # Artifacts go through the MLflow server; the Job makes its bucket.
         ("minio", 9000): {"mlflow", "minio-buckets"},
         ("minio", 9001): set(),  # the console: kubectl port-forward only

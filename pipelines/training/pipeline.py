@@ -29,10 +29,15 @@ _SETTINGS_ENV = {
     "data_remote": "PREDMAINT_DATA__REMOTE",
     "training_trials": "PREDMAINT_TRAINING__TRIALS",
 }
-_SECRET_ENV = {
+# Every step logs in to MLflow as the trainer; only pull_data (an s3:// DVC remote) gets S3 keys:
+# the server proxies artifacts.
+_TRACKING_ENV = {
+    "mlflow_tracking_username": "MLFLOW_TRACKING_USERNAME",
+    "mlflow_tracking_password": "MLFLOW_TRACKING_PASSWORD",
+}
+_OBJECT_STORE_ENV = {
     "aws_access_key_id": "AWS_ACCESS_KEY_ID",
     "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-    "mlflow_s3_endpoint_url": "MLFLOW_S3_ENDPOINT_URL",
 }
 
 
@@ -40,7 +45,8 @@ def _in_cluster(task: dsl.PipelineTask, needs_store: bool = False) -> dsl.Pipeli
     kubernetes.use_config_map_as_env(
         task, config_map_name=SETTINGS_CONFIG_MAP, config_map_key_to_env=_SETTINGS_ENV
     )
-    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=_SECRET_ENV)
+    secret_env = _TRACKING_ENV | (_OBJECT_STORE_ENV if needs_store else {})
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=secret_env)
     if needs_store:
         kubernetes.mount_pvc(task, pvc_name=STORE_PVC, mount_path=STORE_MOUNT)
     return task

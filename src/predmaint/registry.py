@@ -343,13 +343,20 @@ def _load_verified(client: Any, model_name: str, version: str) -> Any:
 
 
 def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
-    """The version an alias points at, or None."""
+    """The version an alias points at, or None; a RegistryError when the server refuses the user."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code == "UNAUTHENTICATED":
+            raise RegistryError(
+                f"MLflow at {tracking_uri} refused the credentials (401): set MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD (the chart: mlflow.existingSecret)"
+            ) from None
+        # No such model or alias. With basic auth, a model that does not exist yet answers 403
+        # (no permission to find): absent to this user as well.
         return None
 
 
