@@ -568,12 +568,15 @@ class ReadingStore:
         Safe to retry after an error: nothing counts until the checkpoint is written.
         """
         keys = self.index.encode(readings["machine_id"], readings["seq"])
-        prints = fingerprints(
-            pa.Table.from_pandas(readings, schema=schema.arrow_schema(), preserve_index=False)
-        )
+        table = pa.Table.from_pandas(readings, schema=schema.arrow_schema(), preserve_index=False)
+        prints = fingerprints(table)
         stored, stored_prints = self.index.lookup(keys)
         repeated = pd.Series(keys).duplicated().to_numpy()
-        first_prints = pd.Series(prints).groupby(keys).transform("first").to_numpy(np.uint64)
+        first_prints = (
+            pd.Series(prints).groupby(keys).transform("first").to_numpy(np.uint64)
+            if repeated.any()
+            else prints
+        )
         conflict = (stored & (stored_prints != prints)) | (~stored & repeated & (first_prints != prints))
         conflicts = tuple(
             _conflict(row, bool(earlier))
@@ -587,11 +590,12 @@ class ReadingStore:
             batch = self._checkpoint.batch + 1
             partitions: list[Path] = []
             if len(new):
+                new_table = table.filter(pa.array(fresh))  # rows in the order of `new`
                 dates = new["timestamp"].dt.strftime("%Y-%m-%d")
-                for date, part in new.groupby(dates, sort=True):
+                for date, rows in sorted(new.groupby(dates).indices.items()):
                     partition = self.root / READINGS / f"date={date}"
-                    table = pa.Table.from_pandas(part, schema=schema.arrow_schema(), preserve_index=False)
-                    atomic_write(partition / f"part-{batch:010d}-{batch:010d}.parquet", _parquet_bytes(table))
+                    part = _parquet_bytes(new_table.take(rows))
+                    atomic_write(partition / f"part-{batch:010d}-{batch:010d}.parquet", part)
                     partitions.append(partition)
             if dead:
                 lines = "".join(json.dumps(d.as_dict()) + "\n" for d in dead)
